@@ -1,0 +1,2 @@
+mod topk;
+pub use topk::*;

@@ -1,0 +1,242 @@
+//! Checkpoints on disk: a folder per step with the weights (safetensors, readable from
+//! Python) and `meta.json`; `config.json` once per model; and `state/` with what resuming
+//! needs (burnpack weights with parameter ids, and the optimizer state) for the latest step.
+//!
+//! ```text
+//! <model>/config.json
+//! <model>/checkpoints/step-000100/{model.safetensors, meta.json}
+//! <model>/state/{model.bpk, optim.bpk, state.json}
+//! ```
+//! Every folder is written under a temporary name and renamed when complete.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::train::TrainingConfig;
+use crate::{Error, Gpt, GptConfig, Result};
+
+/// The shape and training settings of a model, saved once next to its checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Model name (`topk`, `dense`, ...).
+    pub name: String,
+    pub model: GptConfig,
+    /// `None` for models loaded from elsewhere.
+    pub training: Option<TrainingConfig>,
+}
+
+/// What is known about one checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub step: usize,
+    pub tokens_seen: u64,
+    /// Mean training loss (nats) over the steps since the previous checkpoint.
+    pub train_loss: Option<f32>,
+    /// Validation loss (nats).
+    pub val_loss: Option<f32>,
+    pub lr: f64,
+    /// k of the TopK blocks at this step.
+    pub topk_k: usize,
+    /// Per block: share of neurons never among a token's top-k on the validation batches.
+    pub dead_fraction: Vec<f32>,
+    /// Wall-clock seconds of training up to this step.
+    pub seconds: f64,
+    /// SHA-256 of `model.safetensors`.
+    pub sha256: String,
+}
+
+/// One checkpoint folder.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    pub meta: CheckpointMeta,
+}
+
+impl Checkpoint {
+    /// Path of the weights.
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join(WEIGHTS)
+    }
+}
+
+const WEIGHTS: &str = "model.safetensors";
+const META: &str = "meta.json";
+const CARD: &str = "config.json";
+
+/// Folder name of a step, zero-padded so folders sort by step.
+pub fn step_dir_name(step: usize) -> String {
+    format!("step-{step:07}")
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("checkpoint metadata serialises");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(Error::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Writes `config.json` for a model, or checks that an existing one matches (resume must not
+/// mix shapes).
+pub fn write_or_check_card(dir: &Path, card: &ModelCard) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let path = dir.join(CARD);
+    if path.exists() {
+        let old: ModelCard = read_json(&path)?;
+        if old != *card {
+            return Err(Error::checkpoint(
+                &path,
+                "was written with a different model or training config; use --force to retrain \
+                 from scratch, or restore the config it was trained with",
+            ));
+        }
+        return Ok(());
+    }
+    write_json(&path, card)
+}
+
+/// Reads a model's `config.json`.
+pub fn read_card(dir: &Path) -> Result<ModelCard> {
+    let card: ModelCard = read_json(&dir.join(CARD))?;
+    card.model.validate()?;
+    Ok(card)
+}
+
+/// Saves weights and metadata of one step atomically.
+pub fn save_checkpoint(dir: &Path, model: &Gpt, mut meta: CheckpointMeta) -> Result<Checkpoint> {
+    let root = dir.join("checkpoints");
+    let final_dir = root.join(step_dir_name(meta.step));
+    let tmp = root.join(format!(".{}.tmp", step_dir_name(meta.step)));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    let weights = tmp.join(WEIGHTS);
+    let mut store = SafetensorsStore::from_file(&weights).metadata("step", meta.step.to_string());
+    model
+        .save_into(&mut store)
+        .map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+    meta.sha256 = sha256_file(&weights)?;
+    write_json(&tmp.join(META), &meta)?;
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(Error::io(&final_dir))?;
+    Ok(Checkpoint {
+        dir: final_dir,
+        meta,
+    })
+}
+
+/// Every complete checkpoint of a model, by step.
+pub fn list_checkpoints(dir: &Path) -> Result<Vec<Checkpoint>> {
+    let root = dir.join("checkpoints");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    for entry in entries {
+        let path = entry.map_err(Error::io(&root))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with("step-") || !path.join(META).exists() {
+            continue; // temporary or foreign folder
+        }
+        let meta: CheckpointMeta = read_json(&path.join(META))?;
+        out.push(Checkpoint { dir: path, meta });
+    }
+    out.sort_by_key(|c| c.meta.step);
+    Ok(out)
+}
+
+/// Loads a checkpoint's weights into a model of `config`'s shape, naming the file and the
+/// tensors when they do not fit.
+pub fn load_weights(config: &GptConfig, checkpoint: &Path, device: &Device) -> Result<Gpt> {
+    let path = if checkpoint.is_dir() {
+        checkpoint.join(WEIGHTS)
+    } else {
+        checkpoint.to_owned()
+    };
+    if !path.exists() {
+        return Err(Error::checkpoint(&path, "file not found"));
+    }
+    let mut model = config.init(device);
+    let mut store = SafetensorsStore::from_file(&path).validate(true).allow_partial(false);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| Error::checkpoint(&path, format!("cannot be read ({e}); is it truncated?")))?;
+    if !result.missing.is_empty() {
+        let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+        return Err(Error::checkpoint(&path, format!("missing tensors: {}", names.join(", "))));
+    }
+    if !result.errors.is_empty() {
+        let errs: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+        return Err(Error::checkpoint(
+            &path,
+            format!("tensors do not fit the config: {}", errs.join("; ")),
+        ));
+    }
+    Ok(model)
+}
+
+/// The resume point of an interrupted run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: usize,
+    pub tokens_seen: u64,
+    pub seconds: f64,
+}
+
+/// Saves what resuming needs, replacing the previous state atomically.
+pub fn save_state(dir: &Path, model: &Gpt, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+    let final_dir = dir.join("state");
+    let tmp = dir.join(".state.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    let fail = |path: PathBuf| move |e: burn::store::RecordError| Error::checkpoint(path, e.to_string());
+    model.clone().save_file(tmp.join("model.bpk")).map_err(fail(tmp.join("model.bpk")))?;
+    optim.save(tmp.join("optim.bpk")).map_err(fail(tmp.join("optim.bpk")))?;
+    write_json(&tmp.join("state.json"), state)?;
+    let old = dir.join(".state.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if final_dir.exists() {
+        std::fs::rename(&final_dir, &old).map_err(Error::io(&final_dir))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(Error::io(&final_dir))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Loads the resume point, if any, into `model` and `optim`.
+pub fn load_state(dir: &Path, model: Gpt, optim: ModuleOptimizer) -> Result<(Gpt, ModuleOptimizer, Option<TrainState>)> {
+    let state_dir = dir.join("state");
+    let state_json = state_dir.join("state.json");
+    if !state_json.exists() {
+        return Ok((model, optim, None));
+    }
+    let state: TrainState = read_json(&state_json)?;
+    let weights = state_dir.join("model.bpk");
+    let model = model
+        .try_load_file(&weights)
+        .map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
+    let optim_path = state_dir.join("optim.bpk");
+    let optim = optim
+        .load(&optim_path)
+        .map_err(|e| Error::checkpoint(&optim_path, e.to_string()))?;
+    Ok((model, optim, Some(state)))
+}

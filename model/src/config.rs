@@ -1,0 +1,241 @@
+//! The model's shape. Names follow GPT-2/nanoGPT and the TopK LM paper (`topk_k`, `n_nontopk`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::activation::TopKBy;
+use crate::{Error, Result};
+
+/// How token positions enter the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Positional {
+    /// A learned position embedding added to the token embedding (GPT-2).
+    #[default]
+    Learned,
+    /// Rotary position embedding applied to queries and keys.
+    Rope,
+}
+
+/// Named model sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Trains end to end in minutes on 2 CPU cores.
+    Tiny,
+    /// A larger CPU model (tens of minutes).
+    Small,
+    /// The paper's depth (24 layers); needs a GPU.
+    Paper,
+}
+
+/// Shape of a GPT-style TopK language model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GptConfig {
+    /// Vocabulary size (set from the tokenizer).
+    pub vocab_size: usize,
+    /// Longest context, in tokens.
+    pub block_size: usize,
+    /// Width of the residual stream; TopK neurons are its coordinates.
+    pub d_model: usize,
+    /// Attention heads per block; `d_model` must be divisible by it.
+    pub n_heads: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Hidden width of each MLP.
+    pub d_ff: usize,
+    /// Entries kept per token by each TopK block (paper: `topk-k`).
+    pub topk_k: usize,
+    /// Final blocks left dense (paper: `n-nontopk`). `n_layers` gives the dense baseline.
+    pub n_nontopk: usize,
+    /// What "largest" means for TopK.
+    #[serde(default)]
+    pub topk_by: TopKBy,
+    /// Apply ReLU to the kept entries.
+    #[serde(default)]
+    pub topk_relu: bool,
+    /// Position encoding.
+    #[serde(default)]
+    pub positional: Positional,
+    /// Share the token embedding with the unembedding.
+    #[serde(default)]
+    pub tie_embeddings: bool,
+}
+
+impl GptConfig {
+    /// The default preset: d_model 128, 4 layers (3 TopK + 1 dense), k = 16.
+    pub fn tiny(vocab_size: usize) -> Self {
+        Self {
+            vocab_size,
+            block_size: 64,
+            d_model: 128,
+            n_heads: 4,
+            n_layers: 4,
+            d_ff: 512,
+            topk_k: 16,
+            n_nontopk: 1,
+            topk_by: TopKBy::Value,
+            topk_relu: false,
+            positional: Positional::Learned,
+            tie_embeddings: false,
+        }
+    }
+
+    /// d_model 256, 6 layers (4 TopK + 2 dense), k = 32.
+    pub fn small(vocab_size: usize) -> Self {
+        Self {
+            block_size: 128,
+            d_model: 256,
+            n_heads: 8,
+            n_layers: 6,
+            d_ff: 1024,
+            topk_k: 32,
+            n_nontopk: 2,
+            ..Self::tiny(vocab_size)
+        }
+    }
+
+    /// The paper's depth: 24 layers, the last 4 dense (about 1B parameters at d_model 2048).
+    pub fn paper(vocab_size: usize) -> Self {
+        Self {
+            block_size: 1024,
+            d_model: 2048,
+            n_heads: 16,
+            n_layers: 24,
+            d_ff: 8192,
+            topk_k: 64,
+            n_nontopk: 4,
+            ..Self::tiny(vocab_size)
+        }
+    }
+
+    /// The config of a preset.
+    pub fn preset(preset: Preset, vocab_size: usize) -> Self {
+        match preset {
+            Preset::Tiny => Self::tiny(vocab_size),
+            Preset::Small => Self::small(vocab_size),
+            Preset::Paper => Self::paper(vocab_size),
+        }
+    }
+
+    /// The same shape with every block dense: the baseline TopK models are compared against.
+    pub fn dense(&self) -> Self {
+        Self {
+            n_nontopk: self.n_layers,
+            ..self.clone()
+        }
+    }
+
+    /// Number of leading TopK blocks.
+    pub fn n_topk_layers(&self) -> usize {
+        self.n_layers - self.n_nontopk.min(self.n_layers)
+    }
+
+    /// Whether block `layer` ends in TopK.
+    pub fn is_topk_layer(&self, layer: usize) -> bool {
+        layer < self.n_topk_layers()
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Rejects impossible shapes, naming the key and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |key: &str, value: usize, allowed: String| {
+            Err(Error::Config(format!("`{key}` = {value}: {allowed}")))
+        };
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("block_size", self.block_size),
+            ("d_model", self.d_model),
+            ("n_heads", self.n_heads),
+            ("n_layers", self.n_layers),
+            ("d_ff", self.d_ff),
+            ("topk_k", self.topk_k),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return fail(key, value, "must be at least 1".into());
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return fail(
+                "n_heads",
+                self.n_heads,
+                format!("must divide d_model = {}", self.d_model),
+            );
+        }
+        if self.topk_k > self.d_model {
+            return fail(
+                "topk_k",
+                self.topk_k,
+                format!("must be at most d_model = {}", self.d_model),
+            );
+        }
+        if self.n_nontopk > self.n_layers {
+            return fail(
+                "n_nontopk",
+                self.n_nontopk,
+                format!("must be at most n_layers = {}", self.n_layers),
+            );
+        }
+        if self.d_model > u16::MAX as usize + 1 {
+            return fail(
+                "d_model",
+                self.d_model,
+                "must be at most 65536 (neuron ids are stored as u16)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Parameters of the model built from this config.
+    pub fn n_params(&self) -> usize {
+        let (d, f, v) = (self.d_model, self.d_ff, self.vocab_size);
+        let per_block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        let pos = if self.positional == Positional::Learned {
+            self.block_size * d
+        } else {
+            0
+        };
+        let unembed = if self.tie_embeddings { 0 } else { d * v };
+        v * d + pos + self.n_layers * per_block + 2 * d + unembed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for p in [Preset::Tiny, Preset::Small, Preset::Paper] {
+            GptConfig::preset(p, 4096).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn impossible_values_name_their_key() {
+        let base = GptConfig::tiny(100);
+        let cases = [
+            (GptConfig { topk_k: 129, ..base.clone() }, "topk_k"),
+            (GptConfig { n_layers: 0, ..base.clone() }, "n_layers"),
+            (GptConfig { n_nontopk: 5, ..base.clone() }, "n_nontopk"),
+            (GptConfig { n_heads: 3, ..base.clone() }, "n_heads"),
+        ];
+        for (cfg, key) in cases {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn dense_baseline_has_no_topk_layer() {
+        let cfg = GptConfig::tiny(100);
+        assert_eq!(cfg.n_topk_layers(), 3);
+        assert!(cfg.is_topk_layer(2) && !cfg.is_topk_layer(3));
+        assert_eq!(cfg.dense().n_topk_layers(), 0);
+    }
+}

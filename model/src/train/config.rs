@@ -1,0 +1,116 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Optimisation and checkpointing of one training run. Both models of a run (TopK and dense)
+/// use the same values, seed included, so their curves are comparable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate (after warm-up).
+    pub lr: f64,
+    /// Floor of the cosine decay, as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: usize,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f32,
+    /// AdamW β₁.
+    pub beta1: f32,
+    /// AdamW β₂.
+    pub beta2: f32,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub grad_clip: f32,
+    /// Dense checkpoints every this many steps after the log-spaced early ones.
+    pub checkpoint_every: usize,
+    /// Micro-batches of validation data evaluated at each checkpoint.
+    pub eval_batches: usize,
+    /// Seed of initialisation and data order.
+    pub seed: u64,
+    /// Start TopK at this k (e.g. `d_model` = dense) and anneal linearly to `topk_k`
+    /// (0: no annealing; the paper's practice is not known, so the default is off).
+    pub topk_k_start: usize,
+    /// Steps over which k is annealed.
+    pub topk_anneal_steps: usize,
+}
+
+impl TrainingConfig {
+    /// Defaults for the `tiny` preset: a few minutes on 2 CPU cores.
+    pub fn tiny() -> Self {
+        Self {
+            steps: 600,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: 3e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 40,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            grad_clip: 1.0,
+            checkpoint_every: 100,
+            eval_batches: 8,
+            seed: 1234,
+            topk_k_start: 0,
+            topk_anneal_steps: 0,
+        }
+    }
+
+    /// Defaults for the `small` preset.
+    pub fn small() -> Self {
+        Self {
+            steps: 3000,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup_steps: 200,
+            checkpoint_every: 500,
+            ..Self::tiny()
+        }
+    }
+
+    /// Defaults for the `paper` preset (GPU).
+    pub fn paper() -> Self {
+        Self {
+            steps: 100_000,
+            batch_size: 64,
+            grad_accum: 8,
+            lr: 3e-4,
+            warmup_steps: 2000,
+            checkpoint_every: 5000,
+            eval_batches: 50,
+            ..Self::tiny()
+        }
+    }
+
+    /// Rejects impossible values, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("checkpoint_every", self.checkpoint_every),
+            ("eval_batches", self.eval_batches),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("`{key}` = 0: must be at least 1")));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::Config(format!("`lr` = {}: must be a positive number", self.lr)));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err(Error::Config(format!(
+                "`min_lr_ratio` = {}: must be between 0 and 1",
+                self.min_lr_ratio
+            )));
+        }
+        Ok(())
+    }
+}

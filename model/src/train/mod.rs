@@ -1,0 +1,11 @@
+//! Training: config, schedules, batches and the loop.
+
+mod batches;
+mod config;
+mod schedule;
+mod trainer;
+
+pub use batches::{Batches, SplitMix64};
+pub use config::TrainingConfig;
+pub use schedule::{checkpoint_steps, lr_at, topk_k_at};
+pub use trainer::{Progress, TrainOutcome, evaluate, train};

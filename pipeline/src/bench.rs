@@ -1,0 +1,135 @@
+//! `pipeline bench`: speed figures measured side by side in one process, printed (never
+//! asserted), so ratios are comparable on a shared, noisy machine.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use model::GptConfig;
+use model::train::{Batches, SplitMix64};
+
+use crate::cli::BenchTarget;
+use crate::stages::Ctx;
+
+/// Warm-up and measured steps per model.
+const WARMUP_STEPS: usize = 3;
+const MEASURED_STEPS: usize = 15;
+
+/// Runs a benchmark.
+pub fn run(ctx: &Ctx, what: BenchTarget) -> Result<()> {
+    match what {
+        BenchTarget::Train => bench_train(ctx),
+        BenchTarget::Record => bench_record(ctx),
+    }
+}
+
+fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = SplitMix64::new(seed, 0);
+    (0..n).map(|_| rng.below(vocab) as u32).collect()
+}
+
+/// Estimated peak f32 FLOP/s: cores × clock × 32 (two 8-wide FMA units, or one 16-wide).
+fn peak_flops() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let cores = std::thread::available_parallelism().ok()?.get() as f64;
+    Some(cores * mhz * 1e6 * 32.0)
+}
+
+/// Training tokens/s of one model config (forward + backward + AdamW).
+fn train_tokens_per_second(cfg: &GptConfig, batch_size: usize, tokens: &[u32], device: &model::Device) -> f64 {
+    let ad = device.clone().autodiff();
+    ad.seed(1);
+    let mut model = cfg.init(&ad);
+    let mut optim = AdamWConfig::new().init();
+    let batches = Batches { tokens, block_size: cfg.block_size, batch_size };
+    let mut step = |model: model::Gpt, i: usize| {
+        let (x, y) = batches.random(1, i, 0, &ad);
+        let loss = model.loss(x, y);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(1e-3, model, grads)
+    };
+    for i in 0..WARMUP_STEPS {
+        model = step(model, i);
+    }
+    let started = Instant::now();
+    for i in 0..MEASURED_STEPS {
+        model = step(model, WARMUP_STEPS + i);
+    }
+    let _ = model.valid();
+    (MEASURED_STEPS * batch_size * cfg.block_size) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn bench_train(ctx: &Ctx) -> Result<()> {
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let topk = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
+    let dense = topk.dense();
+    let tokens = synthetic_tokens(topk.vocab_size, 200_000, 7);
+    let b = ctx.cfg.train.batch_size;
+    println!("train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b}, {} parameters",
+        ctx.cfg.run.backend, topk.d_model, topk.n_layers, topk.n_topk_layers(), topk.topk_k, topk.block_size, topk.n_params());
+    // Alternate the two models so drift in machine load hits both alike.
+    let (mut t, mut d) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        t.push(train_tokens_per_second(&topk, b, &tokens, &device));
+        d.push(train_tokens_per_second(&dense, b, &tokens, &device));
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (t, d) = (best(&t), best(&d));
+    println!("  topk : {t:>9.0} tokens/s");
+    println!("  dense: {d:>9.0} tokens/s");
+    println!("  TopK overhead: {:+.1}% (target ≤ +10%)", (d / t - 1.0) * 100.0);
+    if let Some(peak) = peak_flops() {
+        let achieved = 6.0 * topk.n_params() as f64 * t;
+        println!("  achieved {:.2} GFLOP/s (6 × params × tokens/s) of an estimated peak {:.0} GFLOP/s: {:.1}%", achieved / 1e9, peak / 1e9, 100.0 * achieved / peak);
+    }
+    Ok(())
+}
+
+fn bench_record(ctx: &Ctx) -> Result<()> {
+    use crate::stages::record::{Recorder, Window};
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let cfg = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
+    device.seed(1);
+    let model = cfg.init(&device);
+    let n_windows = 256;
+    let tokens = synthetic_tokens(cfg.vocab_size, n_windows * cfg.block_size, 3);
+    let windows: Vec<Window> = tokens.chunks(cfg.block_size).enumerate().map(|(i, c)| Window { first: (i * cfg.block_size) as u32, ids: c.to_vec() }).collect();
+    let dir = tempfile::tempdir()?;
+    let k = ctx.cfg.record_k();
+    let recorder = Recorder { out: dir.path().to_owned(), k, batch_size: ctx.cfg.record.batch_size, rows_per_file: crate::stages::record::ROWS_PER_FILE, run_id: "bench".into(), device: device.clone() };
+    let (mut forward, mut write, mut rows_total, mut bytes) = (0.0, 0.0, 0usize, 0u64);
+    let mut all_rows: Vec<Vec<(u16, u32, f32)>> = vec![Vec::new(); cfg.n_layers];
+    for chunk in windows.chunks(ctx.cfg.record.batch_size) {
+        let started = Instant::now();
+        let rows = recorder.forward_topk(&model, chunk, &cfg)?;
+        forward += started.elapsed().as_secs_f64();
+        for (l, r) in rows.into_iter().enumerate() {
+            all_rows[l].extend(r);
+        }
+    }
+    for (l, mut rows) in all_rows.into_iter().enumerate() {
+        let started = Instant::now();
+        rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
+        let path = dir.path().join(format!("layer={l}.parquet"));
+        let schema = queries::schema::activations_schema();
+        let batch = arrow::array::RecordBatch::try_new(schema.clone(), vec![
+            std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            std::sync::Arc::new(arrow::array::UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
+            std::sync::Arc::new(arrow::array::Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
+            std::sync::Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
+        ])?;
+        rows_total += queries::parquet_io::write_parquet(&path, schema, &[batch], &[])?;
+        write += started.elapsed().as_secs_f64();
+        bytes += std::fs::metadata(&path)?.len();
+    }
+    let n_tokens = tokens.len() as f64;
+    let per_token_layer = bytes as f64 / (n_tokens * cfg.n_layers as f64);
+    let dense_size = cfg.d_model as f64 * 4.0;
+    println!("record bench: {} tokens × {} layers, k = {k}, d_model {}", tokens.len(), cfg.n_layers, cfg.d_model);
+    println!("  forward: {:.0} tokens/s; writing {:.0} rows/s", n_tokens / forward, rows_total as f64 / write);
+    println!("  writing adds {:.1}% to the forward pass (target ≤ 20%)", 100.0 * write / forward);
+    println!("  on disk: {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)", dense_size / per_token_layer);
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! The effective configuration: embedded preset defaults, then `pipeline.toml`, then
+//! `--set key=value`, checked before any work starts.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use model::train::TrainingConfig;
+use model::{GptConfig, Preset};
+use queries::sql::AnalysisParams;
+use serde::{Deserialize, Serialize};
+
+/// Where the run lives and what runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    /// Run name: outputs go to `<dir>/<name>/`.
+    pub name: String,
+    /// Parent folder of run directories.
+    pub dir: PathBuf,
+    /// Size preset: `tiny` (minutes on 2 CPU cores), `small`, or `paper` (GPU).
+    pub preset: Preset,
+    /// Compute backend: `flex` (pure-Rust CPU) or `wgpu` (GPU; `--features wgpu`).
+    pub backend: String,
+}
+
+/// Input text, tokenizer and lexicon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A file or folder of `.txt` (documents separated by blank lines; `.gz` allowed),
+    /// `.jsonl` or `.parquet`.
+    pub corpus: PathBuf,
+    /// Field of a JSONL object, or column of a Parquet file, that holds the text.
+    pub text_field: String,
+    /// Word → concept lexicon (TSV: lemma, concept, senses; `.gz` allowed).
+    pub lexicon: PathBuf,
+    /// An existing `tokenizer.json` to use instead of training one ("" = train).
+    pub tokenizer: PathBuf,
+    /// Share of documents held out for validation and evaluation (by a seeded hash of the
+    /// document id).
+    pub val_fraction: f64,
+    /// Evaluation tokens recorded and analysed (taken from the validation documents).
+    pub eval_tokens: usize,
+    /// Seed of the train/validation split.
+    pub seed: u64,
+}
+
+/// What `record` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSection {
+    /// Entries recorded per token and layer (0 = the model's `topk_k`). Dense layers are
+    /// recorded as their k largest entries, so the same queries compare TopK and dense.
+    pub k: usize,
+    /// Sequences per forward pass.
+    pub batch_size: usize,
+    /// Checkpoints recorded in parallel (each uses its own matmul threads).
+    pub parallel_checkpoints: usize,
+}
+
+/// What `report` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// Most concept-specific neurons listed (and given a page) per model and layer.
+    pub neurons_per_layer: usize,
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub run: RunSection,
+    pub data: DataSection,
+    pub model: GptConfig,
+    pub train: TrainingConfig,
+    /// Models trained on the same data with the same seed: `topk` and its `dense` baseline.
+    pub models: Vec<String>,
+    pub record: RecordSection,
+    pub analyze: AnalysisParams,
+    pub report: ReportSection,
+}
+
+/// The bundled data folder, found next to the working directory or the source tree.
+pub fn bundled(rel: &str) -> PathBuf {
+    let local = PathBuf::from(rel);
+    if local.exists() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+impl PipelineConfig {
+    /// Defaults of a preset.
+    pub fn defaults(preset: Preset) -> Self {
+        let vocab = match preset {
+            Preset::Tiny => 2048,
+            Preset::Small => 8192,
+            Preset::Paper => 32768,
+        };
+        let train = match preset {
+            Preset::Tiny => TrainingConfig::tiny(),
+            Preset::Small => TrainingConfig::small(),
+            Preset::Paper => TrainingConfig::paper(),
+        };
+        Self {
+            run: RunSection {
+                name: "default".into(),
+                dir: "runs".into(),
+                preset,
+                backend: "flex".into(),
+            },
+            data: DataSection {
+                corpus: "data/corpus.txt.gz".into(),
+                text_field: "text".into(),
+                lexicon: "data/lexicon.tsv.gz".into(),
+                tokenizer: "".into(),
+                val_fraction: 0.05,
+                eval_tokens: if preset == Preset::Tiny { 8192 } else { 65536 },
+                seed: 1234,
+            },
+            model: GptConfig::preset(preset, vocab),
+            train,
+            models: vec!["topk".into(), "dense".into()],
+            record: RecordSection {
+                k: 0,
+                batch_size: 16,
+                parallel_checkpoints: 1,
+            },
+            analyze: AnalysisParams::default(),
+            report: ReportSection { neurons_per_layer: 12 },
+        }
+    }
+
+    /// Loads `file` (if given or if `pipeline.toml` exists) over the preset defaults, then the
+    /// `--set` overrides, and validates the result.
+    pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Self> {
+        let (user, source) = match file {
+            Some(path) => (read_toml(path)?, path.display().to_string()),
+            None if Path::new("pipeline.toml").exists() => {
+                (read_toml(Path::new("pipeline.toml"))?, "pipeline.toml".to_string())
+            }
+            None => (toml::Table::new(), "defaults".to_string()),
+        };
+        let mut overrides = user;
+        for set in sets {
+            let (key, value) = set
+                .split_once('=')
+                .with_context(|| format!("--set {set}: expected key=value, e.g. --set train.steps=200"))?;
+            insert_path(&mut overrides, key.trim(), parse_value(value.trim()))?;
+        }
+        // The preset picks the defaults the rest is laid over.
+        let preset = match overrides.get("run").and_then(|r| r.get("preset")) {
+            Some(v) => v
+                .clone()
+                .try_into::<Preset>()
+                .map_err(|_| anyhow::anyhow!("`run.preset` = {v}: use \"tiny\", \"small\" or \"paper\""))?,
+            None => Preset::Tiny,
+        };
+        let mut merged = toml::Table::try_from(Self::defaults(preset)).expect("defaults serialise");
+        merge(&mut merged, overrides, "", &source)?;
+        let config: Self = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("{source}: {}", e.to_string().trim()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Rejects impossible values before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate().context("in [model]")?;
+        self.train.validate().context("in [train]")?;
+        self.analyze.validate().map_err(anyhow::Error::msg)?;
+        if !(0.0 < self.data.val_fraction && self.data.val_fraction < 1.0) {
+            bail!("`data.val_fraction` = {}: must be between 0 and 1 (exclusive)", self.data.val_fraction);
+        }
+        if self.data.eval_tokens == 0 {
+            bail!("`data.eval_tokens` = 0: must be at least 1");
+        }
+        if self.record.k > self.model.d_model {
+            bail!("`record.k` = {}: must be at most model.d_model = {}", self.record.k, self.model.d_model);
+        }
+        if self.record.batch_size == 0 || self.record.parallel_checkpoints == 0 {
+            bail!("`record.batch_size` and `record.parallel_checkpoints` must be at least 1");
+        }
+        if self.models.is_empty() {
+            bail!("`models` is empty: list at least one of \"topk\", \"dense\"");
+        }
+        for m in &self.models {
+            if m != "topk" && m != "dense" {
+                bail!("`models` contains \"{m}\": each must be \"topk\" or \"dense\"");
+            }
+        }
+        if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
+            bail!("`run.name` = \"{}\": must be a non-empty folder name", self.run.name);
+        }
+        model::device(&self.run.backend).context("`run.backend`")?;
+        Ok(())
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run.dir.join(&self.run.name)
+    }
+
+    /// Model config of one named model (`dense` turns every block dense).
+    pub fn model_config(&self, name: &str, vocab_size: usize) -> GptConfig {
+        let cfg = GptConfig {
+            vocab_size,
+            ..self.model.clone()
+        };
+        if name == "dense" { cfg.dense() } else { cfg }
+    }
+
+    /// Entries recorded per token and layer.
+    pub fn record_k(&self) -> usize {
+        if self.record.k == 0 { self.model.topk_k } else { self.record.k }
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim()))
+}
+
+/// A `--set` value: a TOML literal (`200`, `0.5`, `true`, `"x"`, `[1, 2]`) or a bare string.
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|s| !s.is_empty()).with_context(|| format!("--set: empty key in `{key}`"))?;
+    let mut t = table;
+    for part in parts {
+        t = t
+            .entry(part.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("--set {key}: `{part}` is not a section"))?;
+    }
+    t.insert(last.to_owned(), value);
+    Ok(())
+}
+
+/// Lays `over` onto `base`, rejecting keys the defaults do not have.
+fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str, source: &str) -> Result<()> {
+    for (key, value) in over {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &path, source)?,
+            (Some(toml::Value::Table(_)), v) => {
+                bail!("{source}: `{path}` = {v} must be a section ([{path}]), not a value")
+            }
+            (Some(slot), v) => *slot = v,
+            (None, _) => {
+                let known: Vec<&String> = base.keys().collect();
+                let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+                bail!(
+                    "{source}: unknown key `{path}`; known keys{}: {}",
+                    if prefix.is_empty() { String::new() } else { format!(" in [{prefix}]") },
+                    known.join(", ")
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let cfg = PipelineConfig::load(None, &[]).unwrap();
+        assert_eq!(cfg, PipelineConfig::defaults(Preset::Tiny));
+    }
+
+    #[test]
+    fn set_overrides_values_and_preset() {
+        let cfg = PipelineConfig::load(None, &sets(&["train.steps=7", "run.preset=small", "run.name=x"])).unwrap();
+        assert_eq!(cfg.train.steps, 7);
+        assert_eq!(cfg.model.d_model, GptConfig::small(1).d_model);
+        assert_eq!(cfg.run.name, "x");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (vec!["model.topk_k=999"], "topk_k"),
+            (vec!["model.n_layers=0"], "n_layers"),
+            (vec!["model.n_nontopk=9"], "n_nontopk"),
+            (vec!["train.stepz=3"], "train.stepz"),
+            (vec!["train.steps=\"many\""], "steps"),
+            (vec!["run.preset=huge"], "run.preset"),
+            (vec!["data.val_fraction=1.5"], "data.val_fraction"),
+            (vec!["models=[\"topk\", \"sae\"]"], "models"),
+        ];
+        for (set, key) in cases {
+            let err = format!("{:#}", PipelineConfig::load(None, &sets(&set)).unwrap_err());
+            assert!(err.contains(key), "{set:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_values_are_laid_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "[train]\nsteps = 11\n[model]\ntopk_k = 8\n").unwrap();
+        let cfg = PipelineConfig::load(Some(&path), &sets(&["train.steps=12"])).unwrap();
+        assert_eq!((cfg.train.steps, cfg.model.topk_k, cfg.model.d_model), (12, 8, 128));
+    }
+}
+
+/// One-line documentation of each key, for `pipeline config init`.
+const KEY_DOCS: &[(&str, &str)] = &[
+    ("run.name", "run name: outputs go to <dir>/<name>/"),
+    ("run.dir", "parent folder of run directories"),
+    ("run.preset", "tiny (minutes on 2 CPU cores), small, or paper (24 layers, GPU)"),
+    ("run.backend", "flex (pure-Rust CPU) or wgpu (GPU; build with --features wgpu)"),
+    ("data.corpus", "file or folder of .txt (blank-line separated documents), .jsonl or .parquet; .gz allowed"),
+    ("data.text_field", "JSONL field / Parquet column holding the text"),
+    ("data.lexicon", "lemma<TAB>concept TSV (bundled: WordNet 3.0 supersenses)"),
+    ("data.tokenizer", "existing tokenizer.json to use (\"\" = train a byte-level BPE)"),
+    ("data.val_fraction", "share of documents held out (seeded hash of the document id)"),
+    ("data.eval_tokens", "evaluation tokens recorded and analysed"),
+    ("data.seed", "seed of the train/validation split"),
+    ("models", "models trained on the same data and seed: topk and its dense baseline"),
+    ("model.vocab_size", "tokenizer size (the BPE is trained to this many tokens)"),
+    ("model.block_size", "context length in tokens"),
+    ("model.d_model", "residual stream width; TopK neurons are its coordinates"),
+    ("model.n_heads", "attention heads (must divide d_model)"),
+    ("model.n_layers", "transformer blocks"),
+    ("model.d_ff", "MLP hidden width"),
+    ("model.topk_k", "entries kept per token by each TopK block (paper: topk-k)"),
+    ("model.n_nontopk", "final blocks left dense (paper: n-nontopk)"),
+    ("model.topk_by", "\"value\" (largest signed values) or \"abs\" (largest magnitudes)"),
+    ("model.topk_relu", "apply ReLU to kept entries"),
+    ("model.positional", "\"learned\" or \"rope\""),
+    ("model.tie_embeddings", "share token embedding and unembedding"),
+    ("train.steps", "optimizer steps"),
+    ("train.batch_size", "sequences per micro-batch"),
+    ("train.grad_accum", "micro-batches per optimizer step"),
+    ("train.lr", "peak learning rate"),
+    ("train.min_lr_ratio", "cosine floor as a fraction of lr"),
+    ("train.warmup_steps", "linear warm-up steps"),
+    ("train.weight_decay", "AdamW weight decay"),
+    ("train.beta1", "AdamW beta1"),
+    ("train.beta2", "AdamW beta2"),
+    ("train.grad_clip", "global gradient-norm clip (0 = off)"),
+    ("train.checkpoint_every", "checkpoint period after the log-spaced early checkpoints 0, 1, 2, 4, ..."),
+    ("train.eval_batches", "validation micro-batches per checkpoint"),
+    ("train.seed", "seed of initialisation and data order"),
+    ("train.topk_k_start", "anneal k from this value (0 = off)"),
+    ("train.topk_anneal_steps", "steps of the k annealing"),
+    ("record.k", "entries recorded per token and layer (0 = model.topk_k); dense layers keep their top-k"),
+    ("record.batch_size", "sequences per forward pass"),
+    ("record.parallel_checkpoints", "checkpoints recorded at once"),
+    ("analyze.weight", "\"value\" (weight activations by |value|) or \"count\""),
+    ("analyze.none_as_concept", "count tokens without a concept as a \"none\" concept"),
+    ("analyze.min_count", "neurons with fewer observations are flagged low_count"),
+    ("analyze.top_n", "top activating contexts kept per neuron"),
+    ("analyze.context_before", "tokens of context before an activating token"),
+    ("analyze.context_after", "tokens of context after it"),
+    ("analyze.stable_cosine", "cosine between checkpoints at or above which a neuron is stable"),
+    ("analyze.formation_entropy", "normalised semantic entropy below which a neuron has formed"),
+    ("report.neurons_per_layer", "concept-specific neurons listed per model and layer"),
+];
+
+/// The config as TOML with a comment above every key.
+pub fn commented_toml(cfg: &PipelineConfig) -> String {
+    let mut out = String::from("# pipeline.toml: every key with its default. Delete what you do not change.\n");
+    let mut section = String::new();
+    for line in cfg.to_toml().lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = name.to_owned();
+            out.push('\n');
+        } else if let Some((key, _)) = trimmed.split_once(" = ") {
+            let full = if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") };
+            if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
+                out.push_str(&format!("# {doc}\n"));
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,133 @@
+//! The concept lexicon: lemma → concept (WordNet supersense of its most frequent sense), and
+//! the small lemmatiser that maps a word in running text to a lemma.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Lemma → concept id, and the concept names by id (id 0 is reserved for "no concept").
+#[derive(Debug, Clone, Default)]
+pub struct Lexicon {
+    by_lemma: HashMap<String, u16>,
+    /// `concepts[id - 1]` is the name of concept `id`.
+    pub concepts: Vec<String>,
+}
+
+impl Lexicon {
+    /// Reads a TSV (`lemma<TAB>concept[<TAB>senses]`, `#` comments, optionally gzipped).
+    pub fn load(path: &Path) -> Result<Self> {
+        let raw = std::fs::read(path).with_context(|| {
+            format!("cannot read the lexicon {}; set `data.lexicon` to a lemma<TAB>concept TSV", path.display())
+        })?;
+        let text = if path.extension().is_some_and(|e| e == "gz") {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_string(&mut s)
+                .with_context(|| format!("{}: not valid gzip text", path.display()))?;
+            s
+        } else {
+            String::from_utf8(raw).with_context(|| format!("{}: not UTF-8", path.display()))?
+        };
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses the TSV text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut lex = Self::default();
+        let mut ids: HashMap<String, u16> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let mut fields = line.split('\t');
+            let (Some(lemma), Some(concept)) = (fields.next(), fields.next()) else {
+                bail!("line {}: expected `lemma<TAB>concept`, found {line:?}", i + 1);
+            };
+            let next = lex.concepts.len() + 1;
+            let id = *ids.entry(concept.to_owned()).or_insert_with(|| {
+                lex.concepts.push(concept.to_owned());
+                next as u16
+            });
+            lex.by_lemma.insert(lemma.to_lowercase(), id);
+        }
+        Ok(lex)
+    }
+
+    /// Concept id of a word as it appears in text (normalised, then lemmatised).
+    pub fn concept_of(&self, word: &str) -> Option<u16> {
+        lemma_candidates(word).into_iter().find_map(|c| self.by_lemma.get(&c).copied())
+    }
+
+    /// Name of a concept id.
+    pub fn name(&self, id: u16) -> &str {
+        &self.concepts[id as usize - 1]
+    }
+
+    /// Lemmas known.
+    pub fn len(&self) -> usize {
+        self.by_lemma.len()
+    }
+}
+
+/// The lower-cased letters of a word with surrounding punctuation removed ("" if none).
+pub fn normalise_word(word: &str) -> String {
+    word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+}
+
+/// The word itself, then inflectional guesses (a tiny version of WordNet's morphy):
+/// plural and verb endings stripped.
+pub fn lemma_candidates(word: &str) -> Vec<String> {
+    let w = normalise_word(word);
+    let mut out = vec![w.clone()];
+    let rules: &[(&str, &str)] = &[
+        ("ies", "y"), ("ves", "f"), ("ses", "s"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"),
+        ("s", ""), ("ied", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("er", ""), ("est", ""),
+    ];
+    for (suffix, replacement) in rules {
+        if let Some(stem) = w.strip_suffix(suffix)
+            && stem.len() >= 2
+        {
+            out.push(format!("{stem}{replacement}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TSV: &str = "# lemma\tconcept\tsenses\ndog\tnoun.animal\tnoun.animal:42\nrun\tverb.motion\t\nberry\tnoun.plant\t\nbake\tverb.creation\t\n";
+
+    #[test]
+    fn words_in_text_find_their_concept() {
+        let lex = Lexicon::parse(TSV).unwrap();
+        let name = |w: &str| lex.concept_of(w).map(|id| lex.name(id).to_owned());
+        assert_eq!(name("Dogs,").as_deref(), Some("noun.animal"));
+        assert_eq!(name("running").as_deref(), None); // "runn" is not stripped to "run"
+        assert_eq!(name("runs").as_deref(), Some("verb.motion"));
+        assert_eq!(name("berries").as_deref(), Some("noun.plant"));
+        assert_eq!(name("baked").as_deref(), Some("verb.creation"));
+        assert_eq!(name("xyzzy"), None);
+        assert_eq!(lex.concepts.len(), 4);
+    }
+
+    #[test]
+    fn a_malformed_line_is_named() {
+        let err = format!("{:#}", Lexicon::parse("dog\tnoun.animal\ncat\n").unwrap_err());
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bundled_lexicon_labels_hand_checked_words() {
+        let lex = Lexicon::load(&crate::config::bundled("data/lexicon.tsv.gz")).unwrap();
+        let name = |w: &str| lex.concept_of(w).map(|id| lex.name(id).to_owned());
+        assert_eq!(name("dog").as_deref(), Some("noun.animal"));
+        assert_eq!(name("bread").as_deref(), Some("noun.food"));
+        assert_eq!(name("ran"), None);
+        assert_eq!(name("walked").as_deref(), Some("verb.motion"));
+        assert!(lex.len() > 50_000);
+    }
+}

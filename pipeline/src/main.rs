@@ -1,0 +1,89 @@
+//! `pipeline`: parses the command line and dispatches to a stage.
+
+mod bench;
+mod cli;
+mod config;
+mod corpus;
+mod lexicon;
+mod manifest;
+mod sql;
+mod stages;
+mod tokenize;
+mod ui;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+
+use cli::{Cli, Command, ConfigAction};
+use config::PipelineConfig;
+use stages::{Ctx, STAGES};
+use ui::Ui;
+
+fn main() {
+    // A bug must not greet the user with a backtrace: say what happened and how to report it.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error ({info}); please report it with the command you ran");
+    }));
+    let cli = Cli::parse();
+    ui::init_logging(cli.global.verbose, cli.global.json, cli.global.quiet);
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    let cfg = PipelineConfig::load(g.config.as_deref(), &g.sets)?;
+    let ui = Ui { quiet: g.quiet, json: g.json };
+    let ctx = Ctx { run_dir: cfg.run_dir(), cfg, force: g.force, ui };
+    match cli.command {
+        Command::Run { stage } => {
+            if stage == "all" {
+                for s in STAGES {
+                    run_stage(&ctx, s)?;
+                }
+                let report = ctx.path("report/index.html");
+                if report.exists() && !g.quiet {
+                    println!("report: {}", report.display());
+                }
+                Ok(())
+            } else if STAGES.contains(&stage.as_str()) {
+                run_stage(&ctx, &stage)
+            } else {
+                bail!("unknown stage `{stage}`; use `all` or one of: {}", STAGES.join(", "))
+            }
+        }
+        Command::Prepare => run_stage(&ctx, "prepare"),
+        Command::Train => run_stage(&ctx, "train"),
+        Command::Record => run_stage(&ctx, "record"),
+        Command::Analyze => run_stage(&ctx, "analyze"),
+        Command::Report => run_stage(&ctx, "report"),
+        Command::Sql(args) => sql::run(&ctx, &args),
+        Command::Config { action: ConfigAction::Show } => {
+            print!("{}", ctx.cfg.to_toml());
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Init { path } } => {
+            if path.exists() && !g.force {
+                bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            manifest::write_atomic(&path, config::commented_toml(&ctx.cfg).as_bytes())?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Command::Bench { what } => bench::run(&ctx, what),
+    }
+}
+
+fn run_stage(ctx: &Ctx, stage: &str) -> Result<()> {
+    let outcome = match stage {
+        "prepare" => stages::prepare::run(ctx),
+        "train" => stages::train::run(ctx),
+        "record" => stages::record::run(ctx),
+        "analyze" => stages::analyze::run(ctx),
+        "report" => stages::report::run(ctx),
+        _ => unreachable!("stage names come from STAGES"),
+    };
+    outcome.map(|_| ()).map_err(|e| e.context(format!("{stage} failed")))
+}

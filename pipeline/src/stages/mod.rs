@@ -1,0 +1,139 @@
+//! The stages, in data-flow order, and what they share: the run context and the bookkeeping
+//! that makes a stage skip unchanged work and never touch results it did not make.
+
+pub mod analyze;
+pub mod prepare;
+pub mod record;
+pub mod report;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::config::PipelineConfig;
+use crate::manifest::{Manifest, StageRecord, hash_path, hash_value};
+use crate::ui::Ui;
+
+/// Stage names in the order `run all` runs them.
+pub const STAGES: &[&str] = &["prepare", "train", "record", "analyze", "report"];
+
+/// What every stage gets.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub cfg: PipelineConfig,
+    pub run_dir: PathBuf,
+    /// Redo the stage even if its inputs are unchanged.
+    pub force: bool,
+    pub ui: Ui,
+}
+
+/// Whether a stage ran or found nothing to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ran(serde_json::Value),
+    Skipped,
+}
+
+impl Ctx {
+    /// A path inside the run directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.run_dir.join(rel)
+    }
+
+    /// Runs one stage with its bookkeeping:
+    /// 1. fingerprint = hash(config section, hashes of the inputs); equal to the last completed
+    ///    run's and outputs present → skipped (unless `--force`);
+    /// 2. `check` validates inputs before anything is written (bad input leaves the run as it was);
+    /// 3. the manifest marks the stage `running`, then `done` with timings and figures.
+    pub fn run_stage<C: Serialize, T>(
+        &self,
+        stage: &str,
+        config_section: &C,
+        inputs: &[PathBuf],
+        check: impl FnOnce() -> Result<T>,
+        work: impl FnOnce(T) -> Result<serde_json::Value>,
+    ) -> Result<Outcome> {
+        for input in inputs {
+            if !input.exists() {
+                bail!(
+                    "{stage} needs {}, which does not exist; run the earlier stages first (`pipeline run all`)",
+                    input.display()
+                );
+            }
+        }
+        let mut input_hashes = std::collections::BTreeMap::new();
+        for input in inputs {
+            input_hashes.insert(input.display().to_string(), hash_path(input)?);
+        }
+        let fingerprint = hash_value(&(config_section, &input_hashes));
+        let mut manifest = Manifest::load(&self.run_dir)?;
+        let out_dir = self.path(stage);
+        match manifest.stages.get(stage) {
+            Some(rec) if rec.status == "done" && rec.fingerprint == fingerprint && out_dir.exists() && !self.force => {
+                self.ui.say(&format!("{stage:>9}: up to date (inputs and config unchanged)"));
+                return Ok(Outcome::Skipped);
+            }
+            None if dir_has_files(&out_dir) && !self.force => bail!(
+                "{} exists but this run's manifest did not make it; move it away, or pass --force to replace it",
+                out_dir.display()
+            ),
+            _ => {}
+        }
+        let checked = check()?;
+        let started = Instant::now();
+        self.init_manifest(&mut manifest);
+        manifest.stages.insert(
+            stage.to_owned(),
+            StageRecord {
+                status: "running".into(),
+                fingerprint: fingerprint.clone(),
+                inputs: input_hashes.clone(),
+                ..Default::default()
+            },
+        );
+        manifest.save(&self.run_dir)?;
+        let summary = work(checked)?;
+        let mut manifest = Manifest::load(&self.run_dir)?;
+        manifest.stages.insert(
+            stage.to_owned(),
+            StageRecord {
+                status: "done".into(),
+                fingerprint,
+                inputs: input_hashes,
+                outputs: vec![format!("{stage}/")],
+                seconds: started.elapsed().as_secs_f64(),
+                finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                summary: summary.clone(),
+            },
+        );
+        manifest.save(&self.run_dir)?;
+        Ok(Outcome::Ran(summary))
+    }
+
+    fn init_manifest(&self, manifest: &mut Manifest) {
+        if manifest.run_id.is_empty() {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            manifest.run_id = format!("{}-{now}", self.cfg.run.name);
+        }
+        manifest.config = serde_json::to_value(&self.cfg).expect("config serialises");
+        manifest.versions = crate::manifest::versions();
+        manifest.git_commit = crate::manifest::git_commit();
+        manifest.seeds = [
+            ("data.seed".to_owned(), self.cfg.data.seed),
+            ("train.seed".to_owned(), self.cfg.train.seed),
+        ]
+        .into();
+    }
+
+    /// The run id from the manifest (for Parquet metadata).
+    pub fn run_id(&self) -> String {
+        Manifest::load(&self.run_dir).map(|m| m.run_id).unwrap_or_default()
+    }
+}
+
+fn dir_has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map(|mut e| e.next().is_some()).unwrap_or(false)
+}

@@ -1,0 +1,316 @@
+//! `record`: every checkpoint of every model over the evaluation tokens; each layer's block
+//! output sparsified to its top-k entries per token and written to Hive-partitioned Parquet
+//! (`record/activations/model=/step=/layer=/part-NNNN.parquet`, sorted by neuron then token),
+//! plus the `neurons` table of what the weights say about each neuron.
+//!
+//! Idempotent: a partition whose footer names the checkpoint's hash is kept; missing or stale
+//! ones are (re)written, each under a temporary name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow::array::{AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow::datatypes::UInt32Type;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use model::checkpoint::{Checkpoint, load_weights, read_card};
+use model::gpt::ForwardInput;
+use model::{Gpt, GptConfig};
+use queries::parquet_io::{AtomicParquet, read_metadata, read_parquet, write_parquet};
+use serde_json::json;
+use tokenizers::Tokenizer;
+
+use super::{Ctx, Outcome};
+
+/// Most activation rows held in memory per layer before a sorted file is flushed; bounds the
+/// recorder's memory whatever the number of evaluation tokens.
+pub const ROWS_PER_FILE: usize = 4 * 1024 * 1024;
+
+/// One evaluation window: consecutive tokens of one document.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// `token_index` of the first token.
+    pub first: u32,
+    pub ids: Vec<u32>,
+}
+
+/// Cuts the evaluation tokens into windows of at most `block_size` tokens within documents
+/// (context restarts at every document, as it did in training after an end-of-text).
+pub fn windows(tokens: &[RecordBatch], block_size: usize) -> Result<Vec<Window>> {
+    let mut out: Vec<Window> = Vec::new();
+    let mut last_doc = None;
+    for batch in tokens {
+        let col = |name: &str| -> Result<&arrow::array::PrimitiveArray<UInt32Type>> {
+            Ok(batch.column_by_name(name).with_context(|| format!("tokens.parquet has no `{name}` column"))?.as_primitive::<UInt32Type>())
+        };
+        let (index, doc, id) = (col("token_index")?, col("doc_id")?, col("token_id")?);
+        for i in 0..batch.num_rows() {
+            let same_doc = last_doc == Some(doc.value(i));
+            match out.last_mut() {
+                Some(w) if same_doc && w.ids.len() < block_size => w.ids.push(id.value(i)),
+                _ => out.push(Window { first: index.value(i), ids: vec![id.value(i)] }),
+            }
+            last_doc = Some(doc.value(i));
+        }
+    }
+    Ok(out)
+}
+
+/// Rows of one partition: (neuron, token_index, value).
+type Rows = Vec<(u16, u32, f32)>;
+
+/// Counters the tests read: the recorder's own memory accounting.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecordStats {
+    pub partitions_written: usize,
+    pub partitions_kept: usize,
+    pub rows_written: usize,
+    pub max_rows_buffered: usize,
+    pub tokens: usize,
+    pub forward_seconds: f64,
+    pub write_seconds: f64,
+}
+
+/// Runs the stage.
+pub fn run(ctx: &Ctx) -> Result<Outcome> {
+    let inputs = [ctx.path("prepare/tokens.parquet"), ctx.path("prepare/tokenizer.json"), ctx.path("train")];
+    let section = (ctx.cfg.record_k(), ctx.cfg.record.batch_size, &ctx.cfg.models);
+    ctx.run_stage("record", &section, &inputs, || {
+        let tokens = read_parquet(&inputs[0])?;
+        let tokenizer = crate::tokenize::load(&inputs[1])?;
+        let models = super::train::checkpoints(ctx)?;
+        Ok((tokens, tokenizer, models))
+    }, |(tokens, tokenizer, models)| {
+        let device = model::device(&ctx.cfg.run.backend)?;
+        let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, run_id: ctx.run_id(), device };
+        let total: usize = models.iter().map(|(_, c)| c.len()).sum();
+        let bar = ctx.ui.bar(total as u64, "record", "checkpoints");
+        let mut stats = RecordStats::default();
+        for (name, cps) in &models {
+            let card = read_card(&ctx.path(&format!("train/{name}")))?;
+            for cp in cps {
+                bar.set_message(format!("{name} step {}", cp.meta.step));
+                recorder.record_checkpoint(name, &card.model, cp, &tokens, &tokenizer, &mut stats)?;
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        ctx.ui.say(&format!(
+            "   record: {} partitions written ({} kept), {} activation rows, {:.0} tokens/s forward",
+            stats.partitions_written, stats.partitions_kept, stats.rows_written,
+            stats.tokens as f64 / stats.forward_seconds.max(1e-9)
+        ));
+        Ok(json!(stats))
+    })
+}
+
+/// Records checkpoints into one `record/` folder.
+pub struct Recorder {
+    pub out: PathBuf,
+    pub k: usize,
+    pub batch_size: usize,
+    pub rows_per_file: usize,
+    pub run_id: String,
+    pub device: Device,
+}
+
+impl Recorder {
+    fn partition(&self, table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
+        self.out.join(format!("{table}/model={model}/step={step}/layer={layer}"))
+    }
+
+    /// Whether a partition folder holds files made from this checkpoint.
+    fn is_current(dir: &Path, sha256: &str) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        let files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect();
+        !files.is_empty()
+            && files.iter().all(|f| read_metadata(f).is_ok_and(|m| m.iter().any(|(k, v)| k == "checkpoint_sha256" && v == sha256)))
+    }
+
+    /// Records one checkpoint (all layers), unless every partition is already current.
+    pub fn record_checkpoint(&self, name: &str, cfg: &GptConfig, cp: &Checkpoint, tokens: &[RecordBatch], tokenizer: &Tokenizer, stats: &mut RecordStats) -> Result<()> {
+        let sha = &cp.meta.sha256;
+        let step = cp.meta.step;
+        let stale: Vec<usize> = (0..cfg.n_layers)
+            .filter(|&l| !Self::is_current(&self.partition("activations", name, step, l), sha) || !Self::is_current(&self.partition("neurons", name, step, l), sha))
+            .collect();
+        stats.partitions_kept += cfg.n_layers - stale.len();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let model = load_weights(cfg, &cp.dir, &self.device)?;
+        let vocab = tokenizer.get_vocab_size(true);
+        let windows = windows(tokens, cfg.block_size)?;
+        if let Some(bad) = windows.iter().flat_map(|w| &w.ids).find(|&&id| id as usize >= cfg.vocab_size.min(vocab.max(1))) {
+            anyhow::bail!("token id {bad} in tokens.parquet is outside the model's vocabulary ({}); the token table comes from a different tokenizer — run `pipeline prepare --force`", cfg.vocab_size);
+        }
+        for &layer in &stale {
+            for table in ["activations", "neurons"] {
+                let dir = self.partition(table, name, step, layer);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+                }
+            }
+        }
+        let meta = |layer: usize| -> Vec<(&'static str, String)> {
+            vec![
+                ("run_id", self.run_id.clone()),
+                ("checkpoint_sha256", sha.clone()),
+                ("model", name.to_owned()),
+                ("step", step.to_string()),
+                ("layer", layer.to_string()),
+                ("k", self.k.to_string()),
+            ]
+        };
+        // Neurons first: cheap, from the weights alone.
+        for &layer in &stale {
+            let batch = neuron_table(&model, cfg, layer, tokenizer)?;
+            write_parquet(&self.partition("neurons", name, step, layer).join("part-0000.parquet"), queries::schema::neurons_schema(), &[batch], &meta(layer))?;
+        }
+        // Activations: stream batches of windows, flush sorted files when a buffer fills.
+        let mut buffers: Vec<Rows> = vec![Vec::new(); cfg.n_layers];
+        let mut parts = vec![0usize; cfg.n_layers];
+        for chunk in windows.chunks(self.batch_size) {
+            let started = std::time::Instant::now();
+            let per_layer = self.forward_topk(&model, chunk, cfg)?;
+            stats.forward_seconds += started.elapsed().as_secs_f64();
+            stats.tokens += chunk.iter().map(|w| w.ids.len()).sum::<usize>();
+            for &layer in &stale {
+                buffers[layer].extend_from_slice(&per_layer[layer]);
+                stats.max_rows_buffered = stats.max_rows_buffered.max(buffers[layer].len());
+                if buffers[layer].len() >= self.rows_per_file {
+                    let started = std::time::Instant::now();
+                    self.flush(&mut buffers[layer], &mut parts[layer], name, step, layer, !cfg.is_topk_layer(layer), &meta(layer), stats)?;
+                    stats.write_seconds += started.elapsed().as_secs_f64();
+                }
+            }
+        }
+        for &layer in &stale {
+            let started = std::time::Instant::now();
+            self.flush(&mut buffers[layer], &mut parts[layer], name, step, layer, !cfg.is_topk_layer(layer), &meta(layer), stats)?;
+            stats.write_seconds += started.elapsed().as_secs_f64();
+            stats.partitions_written += 1;
+        }
+        Ok(())
+    }
+
+    /// The top-k (value, neuron) of every block output for a batch of windows, as rows per layer.
+    pub fn forward_topk(&self, model: &Gpt, chunk: &[Window], cfg: &GptConfig) -> Result<Vec<Rows>> {
+        let t = chunk.iter().map(|w| w.ids.len()).max().unwrap_or(0);
+        // Right-padding is harmless: attention is causal, and padded positions are dropped.
+        let mut ids = Vec::with_capacity(chunk.len() * t);
+        for w in chunk {
+            ids.extend(w.ids.iter().map(|&x| x as i64));
+            ids.extend(std::iter::repeat_n(0i64, t - w.ids.len()));
+        }
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), t]), &self.device);
+        let out = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() });
+        let k = self.k.min(cfg.d_model);
+        let mut rows = Vec::with_capacity(out.hidden.len());
+        for h in out.hidden {
+            let (values, idx) = h.topk_with_indices(k, 2); // [B, T, k]
+            let values = values.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let idx = idx.into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut layer_rows = Vec::with_capacity(values.len());
+            for (b, w) in chunk.iter().enumerate() {
+                for p in 0..w.ids.len() {
+                    let base = (b * t + p) * k;
+                    for j in 0..k {
+                        layer_rows.push((idx[base + j] as u16, w.first + p as u32, values[base + j]));
+                    }
+                }
+            }
+            rows.push(layer_rows);
+        }
+        Ok(rows)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn flush(&self, rows: &mut Rows, part: &mut usize, name: &str, step: usize, layer: usize, dense: bool, meta: &[(&str, String)], stats: &mut RecordStats) -> Result<()> {
+        if rows.is_empty() && *part > 0 {
+            return Ok(());
+        }
+        // Sorted by neuron, then token: a per-neuron query reads few row groups.
+        rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
+        let schema = queries::schema::activations_schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(BooleanArray::from(vec![dense; rows.len()])),
+            ],
+        )?;
+        let path = self.partition("activations", name, step, layer).join(format!("part-{:04}.parquet", *part));
+        let mut file = AtomicParquet::create(&path, schema, meta)?;
+        file.write(&batch)?;
+        stats.rows_written += file.finish()?;
+        rows.clear();
+        *part += 1;
+        Ok(())
+    }
+}
+
+/// Promoted/suppressed tokens listed per neuron.
+const LOGIT_LENS_TOKENS: usize = 5;
+
+/// What the weights say about each neuron of block `layer`'s output.
+///
+/// - read_norm: ‖how the next block reads coordinate i‖ (row i of its attention and MLP input
+///   matrices; for the last block, row i of the unembedding).
+/// - write_norm: ‖how this block writes coordinate i‖ (column i of its attention and MLP
+///   output matrices).
+/// - top_promoted / top_suppressed: tokens with the largest / smallest `γ_i · W_U[i, :]`
+///   (logit lens through the final norm's scale).
+pub fn neuron_table(model: &Gpt, cfg: &GptConfig, layer: usize, tokenizer: &Tokenizer) -> Result<RecordBatch> {
+    let d = cfg.d_model;
+    let vec_of = |t: Tensor<2>| -> Result<(Vec<f32>, [usize; 2])> {
+        let dims = t.dims();
+        Ok((t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?, dims))
+    };
+    let row_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> { (0..m.1[0]).map(|i| m.0[i * m.1[1]..(i + 1) * m.1[1]].iter().map(|x| x * x).sum()).collect() };
+    let col_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> {
+        let mut out = vec![0.0; m.1[1]];
+        for r in 0..m.1[0] {
+            for (c, o) in out.iter_mut().enumerate() {
+                *o += m.0[r * m.1[1] + c] * m.0[r * m.1[1] + c];
+            }
+        }
+        out
+    };
+    let unembed = vec_of(model.unembedding())?; // [d, V]
+    let read_sq: Vec<f32> = match model.blocks.get(layer + 1) {
+        Some(next) => {
+            let a = row_norms(&vec_of(next.attn.c_attn.weight.val())?);
+            let m = row_norms(&vec_of(next.mlp.c_fc.weight.val())?);
+            a.iter().zip(&m).map(|(x, y)| x + y).collect()
+        }
+        None => row_norms(&unembed),
+    };
+    let block = &model.blocks[layer];
+    let wa = col_norms(&vec_of(block.attn.c_proj.weight.val())?);
+    let wm = col_norms(&vec_of(block.mlp.c_proj.weight.val())?);
+    let gamma = model.ln_f.gamma.val().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let vocab = unembed.1[1].min(tokenizer.get_vocab_size(true));
+    let text = |id: usize| tokenizer.decode(&[id as u32], false).unwrap_or_default();
+    let (mut promoted, mut suppressed) = (Vec::with_capacity(d), Vec::with_capacity(d));
+    for i in 0..d {
+        let row = &unembed.0[i * unembed.1[1]..i * unembed.1[1] + vocab];
+        let mut order: Vec<usize> = (0..vocab).collect();
+        order.sort_by(|&a, &b| (gamma[i] * row[b]).total_cmp(&(gamma[i] * row[a])).then(a.cmp(&b)));
+        promoted.push(order.iter().take(LOGIT_LENS_TOKENS).map(|&t| text(t)).collect::<Vec<_>>().join(" | "));
+        suppressed.push(order.iter().rev().take(LOGIT_LENS_TOKENS).map(|&t| text(t)).collect::<Vec<_>>().join(" | "));
+    }
+    Ok(RecordBatch::try_new(
+        queries::schema::neurons_schema(),
+        vec![
+            Arc::new(UInt16Array::from_iter_values((0..d).map(|i| i as u16))),
+            Arc::new(Float32Array::from_iter_values(read_sq.iter().map(|x| x.sqrt()))),
+            Arc::new(Float32Array::from_iter_values(wa.iter().zip(&wm).map(|(a, m)| (a + m).sqrt()))),
+            Arc::new(StringArray::from(promoted)),
+            Arc::new(StringArray::from(suppressed)),
+        ],
+    )?)
+}

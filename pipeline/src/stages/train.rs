@@ -1,0 +1,159 @@
+//! `train`: the TopK LM and its dense baseline, same data and seed; checkpoints across
+//! training; resumes after an interruption. Writes `train/<model>/…` and `train/metrics.parquet`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow::array::{Float32Builder, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
+use model::checkpoint::{Checkpoint, list_checkpoints};
+use serde_json::json;
+
+use super::{Ctx, Outcome};
+use crate::stages::prepare::PrepareSummary;
+
+/// Token ids of a `.bin` stream, memory-mapped.
+pub struct TokenStream {
+    map: memmap2::Mmap,
+}
+
+impl TokenStream {
+    /// Maps a little-endian u32 file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: the file is written once by `prepare` (atomically) and only read afterwards.
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+        anyhow::ensure!(map.len() % 4 == 0, "{}: truncated (size is not a multiple of 4 bytes); run `pipeline prepare --force`", path.display());
+        Ok(Self { map })
+    }
+
+    /// The ids.
+    pub fn ids(&self) -> &[u32] {
+        bytemuck::cast_slice(&self.map)
+    }
+}
+
+/// The prepare stage's summary.
+pub fn read_summary(ctx: &Ctx) -> Result<PrepareSummary> {
+    let path = ctx.path("prepare/summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}; run `pipeline prepare`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a prepare summary", path.display()))
+}
+
+/// Runs the stage.
+pub fn run(ctx: &Ctx) -> Result<Outcome> {
+    let inputs = [ctx.path("prepare/train.bin"), ctx.path("prepare/val.bin"), ctx.path("prepare/summary.json")];
+    let section = (&ctx.cfg.model, &ctx.cfg.train, &ctx.cfg.models, &ctx.cfg.run.backend);
+    ctx.run_stage("train", &section, &inputs, || read_summary(ctx), |summary| {
+        let device = model::device(&ctx.cfg.run.backend)?;
+        let train = TokenStream::open(&inputs[0])?;
+        let val = TokenStream::open(&inputs[1])?;
+        if ctx.force {
+            for name in &ctx.cfg.models {
+                let dir = ctx.path(&format!("train/{name}"));
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                }
+            }
+        }
+        let mut figures = serde_json::Map::new();
+        let mut all = Vec::new();
+        for name in &ctx.cfg.models {
+            let model_cfg = ctx.cfg.model_config(name, ctx.cfg.model.vocab_size.max(summary.vocab_size));
+            let dir = ctx.path(&format!("train/{name}"));
+            let bar = ctx.ui.bar(ctx.cfg.train.steps as u64, name, "steps");
+            let outcome = model::train::train(
+                name,
+                &model_cfg,
+                &ctx.cfg.train,
+                train.ids(),
+                val.ids(),
+                &dir,
+                &device,
+                &mut |p| {
+                    bar.set_position(p.step as u64);
+                    bar.set_message(format!("loss {:.3}", p.loss));
+                },
+            )?;
+            bar.finish_and_clear();
+            let last = outcome.checkpoints.last().context("training wrote no checkpoint")?;
+            let val_loss = last.meta.val_loss.unwrap_or(f32::NAN);
+            ctx.ui.say(&format!(
+                "    train: {name}: {} checkpoints, validation loss {:.3} (perplexity {:.1}), {:.0} tokens/s{}",
+                outcome.checkpoints.len(),
+                val_loss,
+                val_loss.exp(),
+                outcome.tokens_per_second,
+                outcome.resumed_from.map_or(String::new(), |s| format!(", resumed from step {s}"))
+            ));
+            figures.insert(name.clone(), json!({
+                "checkpoints": outcome.checkpoints.len(),
+                "val_loss": val_loss,
+                "val_ppl": val_loss.exp(),
+                "tokens_per_second": outcome.tokens_per_second,
+                "params": model_cfg.n_params(),
+            }));
+            all.push((name.clone(), outcome.checkpoints));
+        }
+        write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        Ok(serde_json::Value::Object(figures))
+    })
+}
+
+/// Every model's checkpoints, from disk.
+pub fn checkpoints(ctx: &Ctx) -> Result<Vec<(String, Vec<Checkpoint>)>> {
+    let mut out = Vec::new();
+    for name in &ctx.cfg.models {
+        let dir = ctx.path(&format!("train/{name}"));
+        let cps = list_checkpoints(&dir)?;
+        anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints; run `pipeline train`", dir.display());
+        out.push((name.clone(), cps));
+    }
+    Ok(out)
+}
+
+/// The `metrics` table: one row per (model, checkpoint).
+pub fn write_metrics(path: &Path, models: &[(String, Vec<Checkpoint>)], run_id: &str) -> Result<()> {
+    let mut model = StringBuilder::new();
+    let mut step = UInt32Builder::new();
+    let mut tokens = UInt64Builder::new();
+    let mut train_loss = Float32Builder::new();
+    let mut val_loss = Float32Builder::new();
+    let mut val_ppl = Float32Builder::new();
+    let mut lr = Float64Builder::new();
+    let mut topk_k = UInt32Builder::new();
+    let mut dead = ListBuilder::new(Float32Builder::new());
+    let mut seconds = Float64Builder::new();
+    for (name, cps) in models {
+        for c in cps {
+            let m = &c.meta;
+            model.append_value(name);
+            step.append_value(m.step as u32);
+            tokens.append_value(m.tokens_seen);
+            train_loss.append_option(m.train_loss);
+            val_loss.append_option(m.val_loss);
+            val_ppl.append_option(m.val_loss.map(f32::exp));
+            lr.append_value(m.lr);
+            topk_k.append_value(m.topk_k as u32);
+            dead.append_value(m.dead_fraction.iter().map(|x| Some(*x)));
+            seconds.append_value(m.seconds);
+        }
+    }
+    let batch = RecordBatch::try_new(
+        queries::schema::metrics_schema(),
+        vec![
+            Arc::new(model.finish()),
+            Arc::new(step.finish()),
+            Arc::new(tokens.finish()),
+            Arc::new(train_loss.finish()),
+            Arc::new(val_loss.finish()),
+            Arc::new(val_ppl.finish()),
+            Arc::new(lr.finish()),
+            Arc::new(topk_k.finish()),
+            Arc::new(dead.finish()),
+            Arc::new(seconds.finish()),
+        ],
+    )?;
+    queries::parquet_io::write_parquet(path, queries::schema::metrics_schema(), &[batch], &[("run_id", run_id.to_owned())])?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+-- formation: the step at which each neuron forms — from then on its semantic entropy stays
+-- below {{formation_entropy}} (normalised) with enough observations, and its top concept stays
+-- the one it has at the last checkpoint. NULL formation_step: never formed.
+-- Inputs:  semantic_entropy.
+-- Output:  model, layer, neuron, concept (top concept at the last step), formation_step,
+--          final_entropy_norm.
+WITH last AS (
+    SELECT model, MAX(step) AS step FROM semantic_entropy GROUP BY model
+),
+final AS (
+    SELECT s.model, s.layer, s.neuron, s.top_concept_id, s.top_concept, s.entropy_norm
+    FROM semantic_entropy s
+    JOIN last l ON s.model = l.model AND s.step = l.step
+),
+good AS (
+    SELECT s.model, s.layer, s.neuron, s.step,
+           (s.entropy_norm < {{formation_entropy}} AND NOT s.low_count
+            AND s.top_concept_id = f.top_concept_id) AS ok
+    FROM semantic_entropy s
+    JOIN final f ON f.model = s.model AND f.layer = s.layer AND f.neuron = s.neuron
+),
+last_bad AS (
+    SELECT model, layer, neuron, MAX(CASE WHEN ok THEN NULL ELSE step END) AS step
+    FROM good
+    GROUP BY model, layer, neuron
+)
+SELECT f.model, f.layer, f.neuron, f.top_concept AS concept,
+       (SELECT MIN(g.step) FROM good g
+         WHERE g.model = f.model AND g.layer = f.layer AND g.neuron = f.neuron
+           AND g.ok AND (b.step IS NULL OR g.step > b.step)) AS formation_step,
+       f.entropy_norm AS final_entropy_norm
+FROM final f
+JOIN last_bad b ON b.model = f.model AND b.layer = f.layer AND b.neuron = f.neuron

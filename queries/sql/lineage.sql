@@ -1,0 +1,56 @@
+-- lineage: each neuron between consecutive checkpoints of its model, identity by index,
+-- verified by the similarity of its activations over the same evaluation tokens.
+-- cosine = Σ a·b / (‖a‖‖b‖) over the activation vectors (0 where not recorded);
+-- jaccard = |A ∩ B| / |A ∪ B| of the active-token sets.
+-- event: birth (dead → active), death (active → dead), stable (cosine ≥ {{stable_cosine}}),
+-- drift (otherwise), dead (dead at both).
+-- Inputs:  neuron_stats (for the grid and dead flags), activations.
+-- Output:  model, layer, neuron, step_prev, step, cosine, jaccard, n_prev, n_next, n_both, event.
+WITH steps AS (
+    SELECT DISTINCT model, step FROM neuron_stats
+),
+pairs AS (
+    SELECT model, step,
+           LAG(step) OVER (PARTITION BY model ORDER BY step) AS step_prev
+    FROM steps
+),
+norms AS (
+    SELECT model, step, layer, neuron, SQRT(SUM(value * value)) AS norm, COUNT(*) AS n
+    FROM activations
+    GROUP BY model, step, layer, neuron
+),
+dots AS (
+    SELECT p.model, p.step, x.layer, x.neuron,
+           SUM(x.value * y.value) AS dot, COUNT(*) AS n_both
+    FROM pairs p
+    JOIN activations x ON x.model = p.model AND x.step = p.step_prev
+    JOIN activations y
+      ON y.model = p.model AND y.step = p.step AND y.layer = x.layer
+     AND y.neuron = x.neuron AND y.token_index = x.token_index
+    GROUP BY p.model, p.step, x.layer, x.neuron
+),
+grid AS (
+    SELECT s.model, s.layer, s.neuron, p.step_prev, s.step
+    FROM neuron_stats s
+    JOIN pairs p ON p.model = s.model AND p.step = s.step
+    WHERE p.step_prev IS NOT NULL
+)
+SELECT g.model, g.layer, g.neuron, g.step_prev, g.step,
+       COALESCE(d.dot / NULLIF(a.norm * b.norm, 0), 0.0) AS cosine,
+       COALESCE(CAST(d.n_both AS DOUBLE)
+                / NULLIF(COALESCE(a.n, 0) + COALESCE(b.n, 0) - COALESCE(d.n_both, 0), 0), 0.0)
+           AS jaccard,
+       COALESCE(a.n, 0) AS n_prev,
+       COALESCE(b.n, 0) AS n_next,
+       COALESCE(d.n_both, 0) AS n_both,
+       CASE
+           WHEN a.n IS NULL AND b.n IS NULL THEN 'dead'
+           WHEN a.n IS NULL THEN 'birth'
+           WHEN b.n IS NULL THEN 'death'
+           WHEN COALESCE(d.dot / NULLIF(a.norm * b.norm, 0), 0.0) >= {{stable_cosine}} THEN 'stable'
+           ELSE 'drift'
+       END AS event
+FROM grid g
+LEFT JOIN norms a ON a.model = g.model AND a.step = g.step_prev AND a.layer = g.layer AND a.neuron = g.neuron
+LEFT JOIN norms b ON b.model = g.model AND b.step = g.step AND b.layer = g.layer AND b.neuron = g.neuron
+LEFT JOIN dots d ON d.model = g.model AND d.step = g.step AND d.layer = g.layer AND d.neuron = g.neuron

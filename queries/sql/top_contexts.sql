@@ -1,0 +1,34 @@
+-- top_contexts: for each neuron at each model's last recorded step, its {{top_n}} most strongly
+-- activating tokens with the text around them ({{before}} tokens before, {{after}} after, within
+-- the same document).
+-- Inputs:  activations, tokens.
+-- Output:  model, step, layer, neuron, rank (1 = strongest), token_index, value, token_text,
+--          left_context, right_context.
+WITH latest AS (
+    SELECT model, MAX(step) AS step FROM activations GROUP BY model
+),
+ranked AS (
+    SELECT a.model, a.step, a.layer, a.neuron, a.token_index, a.value,
+           ROW_NUMBER() OVER (PARTITION BY a.model, a.step, a.layer, a.neuron
+                              ORDER BY a.value DESC, a.token_index ASC) AS rank
+    FROM activations a
+    JOIN latest l ON a.model = l.model AND a.step = l.step
+),
+top AS (
+    SELECT r.*, t.doc_id, t.position, t.token_text
+    FROM ranked r
+    JOIN tokens t ON r.token_index = t.token_index
+    WHERE r.rank <= {{top_n}}
+)
+SELECT top.model, top.step, top.layer, top.neuron, top.rank, top.token_index, top.value,
+       top.token_text,
+       COALESCE(STRING_AGG(CASE WHEN c.position < top.position THEN c.token_text END, ''
+                           ORDER BY c.position), '') AS left_context,
+       COALESCE(STRING_AGG(CASE WHEN c.position > top.position THEN c.token_text END, ''
+                           ORDER BY c.position), '') AS right_context
+FROM top
+JOIN tokens c
+  ON c.doc_id = top.doc_id
+ AND c.position BETWEEN top.position - {{before}} AND top.position + {{after}}
+GROUP BY top.model, top.step, top.layer, top.neuron, top.rank, top.token_index, top.value,
+         top.token_text

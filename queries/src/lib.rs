@@ -1,0 +1,11 @@
+//! The run's tables: Arrow schemas, atomic Parquet I/O, the SQL of every derived table, and
+//! the DataFusion session that registers them.
+
+pub mod analysis;
+mod error;
+pub mod parquet_io;
+pub mod schema;
+pub mod session;
+pub mod sql;
+
+pub use error::{Error, Result};

@@ -1,0 +1,162 @@
+//! Parquet files written atomically (temporary name, then rename) with ZSTD and metadata.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::schema::SCHEMA_VERSION;
+use crate::{Error, Result};
+
+/// Rows per row group: small enough that a per-neuron filter skips most of a file.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Writer properties shared by every table: ZSTD, dictionaries, statistics for pruning, and
+/// the schema version plus caller metadata in the footer.
+pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
+    let mut kv = vec![KeyValue::new("schema_version".into(), SCHEMA_VERSION.to_string())];
+    kv.extend(metadata.iter().map(|(k, v)| KeyValue::new((*k).into(), v.clone())));
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(kv))
+        .build()
+}
+
+/// A Parquet file being written under a temporary name; [`AtomicParquet::finish`] renames it.
+/// Dropping it unfinished removes the temporary file, so no partial file is ever visible.
+pub struct AtomicParquet {
+    writer: Option<ArrowWriter<File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: usize,
+}
+
+impl AtomicParquet {
+    /// Starts writing `path` (parents are created).
+    pub fn create(path: &Path, schema: SchemaRef, metadata: &[(&str, String)]) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let file = File::create(&tmp).map_err(Error::io(&tmp))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties(metadata)))
+            .map_err(Error::parquet(&tmp))?;
+        Ok(Self {
+            writer: Some(writer),
+            tmp,
+            path: path.to_owned(),
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch; full row groups are flushed to disk as they fill.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        let writer = self.writer.as_mut().expect("writer is open until finish");
+        writer.write(batch).map_err(Error::parquet(&self.tmp))
+    }
+
+    /// Rows buffered in memory and not yet flushed (the recorder's memory accounting).
+    pub fn buffered_rows(&self) -> usize {
+        self.writer.as_ref().map_or(0, |w| w.in_progress_rows())
+    }
+
+    /// Closes the file and renames it into place; returns the rows written.
+    pub fn finish(mut self) -> Result<usize> {
+        let writer = self.writer.take().expect("writer is open until finish");
+        writer.close().map_err(Error::parquet(&self.tmp))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(Error::io(&self.path))?;
+        Ok(self.rows)
+    }
+}
+
+impl Drop for AtomicParquet {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes whole batches to `path` atomically.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch], metadata: &[(&str, String)]) -> Result<usize> {
+    let mut file = AtomicParquet::create(path, schema, metadata)?;
+    for batch in batches {
+        file.write(batch)?;
+    }
+    file.finish()
+}
+
+/// Reads a whole Parquet file.
+pub fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(Error::parquet(path))?
+        .build()
+        .map_err(Error::parquet(path))?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// The key-value metadata of a Parquet file.
+pub fn read_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(Error::parquet(path))?;
+    let kv = builder.metadata().file_metadata().key_value_metadata();
+    Ok(kv
+        .map(|kv| {
+            kv.iter()
+                .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{BooleanArray, Float32Array, UInt16Array, UInt32Array};
+    use std::sync::Arc;
+
+    #[test]
+    fn round_trips_rows_and_metadata_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/part.parquet");
+        let schema = crate::schema::activations_schema();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from(vec![0, 1, 2])),
+                Arc::new(UInt16Array::from(vec![5, 5, 9])),
+                Arc::new(Float32Array::from(vec![0.5, 1.5, -2.0])),
+                Arc::new(BooleanArray::from(vec![false; 3])),
+            ],
+        )
+        .unwrap();
+        let rows = write_parquet(&path, schema, &[batch.clone()], &[("run_id", "r1".into())]).unwrap();
+        assert_eq!(rows, 3);
+        assert_eq!(read_parquet(&path).unwrap(), vec![batch]);
+        let meta = read_metadata(&path).unwrap();
+        assert!(meta.contains(&("schema_version".into(), SCHEMA_VERSION.into())));
+        assert!(meta.contains(&("run_id".into(), "r1".into())));
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("part.parquet")]);
+    }
+
+    #[test]
+    fn an_unfinished_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        {
+            let _w = AtomicParquet::create(&path, crate::schema::activations_schema(), &[]).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,76 @@
+//! Schemas of the tables the stages write. Each is defined once here; `queries/README.md`
+//! documents them. Bump [`SCHEMA_VERSION`] when a column changes.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// Version of the table layouts, stored in every file's key-value metadata.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// Hive partition columns of `activations` and `neurons`, with plain (not dictionary) types
+/// so the same plans run on distributed engines.
+pub fn partition_columns() -> Vec<(String, DataType)> {
+    vec![
+        ("model".into(), DataType::Utf8),
+        ("step".into(), DataType::UInt32),
+        ("layer".into(), DataType::UInt16),
+    ]
+}
+
+/// `tokens`: the evaluation tokens, one row per token (written by `prepare`).
+pub fn tokens_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("token_index", DataType::UInt32, false),
+        Field::new("doc_id", DataType::UInt32, false),
+        Field::new("position", DataType::UInt32, false),
+        Field::new("token_id", DataType::UInt32, false),
+        Field::new("token_text", DataType::Utf8, false),
+        Field::new("word_index", DataType::UInt32, false),
+        Field::new("word", DataType::Utf8, true),
+        Field::new("concept", DataType::Utf8, true),
+        Field::new("concept_id", DataType::UInt16, true),
+    ]))
+}
+
+/// `activations`: one row per (token, recorded neuron) in one partition file
+/// (`model=/step=/layer=`), sorted by neuron then token.
+pub fn activations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("token_index", DataType::UInt32, false),
+        Field::new("neuron", DataType::UInt16, false),
+        Field::new("value", DataType::Float32, false),
+        Field::new("dense", DataType::Boolean, false),
+    ]))
+}
+
+/// `neurons`: what the weights say about each neuron of one partition.
+pub fn neurons_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("neuron", DataType::UInt16, false),
+        Field::new("read_norm", DataType::Float32, false),
+        Field::new("write_norm", DataType::Float32, false),
+        Field::new("top_promoted", DataType::Utf8, false),
+        Field::new("top_suppressed", DataType::Utf8, false),
+    ]))
+}
+
+/// `metrics`: one row per (model, checkpoint) of training.
+pub fn metrics_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("step", DataType::UInt32, false),
+        Field::new("tokens", DataType::UInt64, false),
+        Field::new("train_loss", DataType::Float32, true),
+        Field::new("val_loss", DataType::Float32, true),
+        Field::new("val_ppl", DataType::Float32, true),
+        Field::new("lr", DataType::Float64, false),
+        Field::new("topk_k", DataType::UInt32, false),
+        Field::new(
+            "dead_fraction",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
+        Field::new("seconds", DataType::Float64, false),
+    ]))
+}

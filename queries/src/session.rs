@@ -1,0 +1,156 @@
+//! One DataFusion session over a run directory: recorded tables, derived tables and views.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+
+use crate::schema::partition_columns;
+use crate::{Error, Result};
+
+/// Where each table of a run lives, relative to the run directory.
+pub const TABLE_PATHS: &[(&str, &str, bool)] = &[
+    // (table, path, Hive-partitioned by model/step/layer)
+    ("tokens", "prepare/tokens.parquet", false),
+    ("metrics", "train/metrics.parquet", false),
+    ("activations", "record/activations/", true),
+    ("neurons", "record/neurons/", true),
+];
+
+/// Folder of the derived tables (one `<name>.parquet` each).
+pub const DERIVED_DIR: &str = "analyze";
+
+/// Settings of the session.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Memory the query engine may use before spilling to disk (bytes; `None`: unbounded).
+    pub memory_limit: Option<usize>,
+    /// Partitions to run a query in (default: the number of cores).
+    pub target_partitions: Option<usize>,
+}
+
+/// A session with every table that exists in `run_dir` registered, plus views:
+/// `latest_activations` (each model's last recorded step).
+pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<SessionContext> {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(n) = options.target_partitions {
+        config = config.with_target_partitions(n);
+    }
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        runtime = runtime.with_memory_limit(limit, 1.0);
+    }
+    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    for (table, rel, partitioned) in TABLE_PATHS {
+        let path = run_dir.join(rel);
+        if has_parquet(&path) {
+            register(&ctx, table, &path, *partitioned).await?;
+        }
+    }
+    for table in crate::sql::DERIVED_TABLES {
+        let path = run_dir.join(DERIVED_DIR).join(format!("{}.parquet", table.name));
+        if path.exists() {
+            register(&ctx, table.name, &path, false).await?;
+        }
+    }
+    if ctx.table_exist("activations")? {
+        ctx.sql(include_str!("../sql/views/latest_activations.sql")).await?;
+    }
+    Ok(ctx)
+}
+
+/// Registers one Parquet file or Hive-partitioned folder.
+pub async fn register(ctx: &SessionContext, table: &str, path: &Path, partitioned: bool) -> Result<()> {
+    let mut url = path.to_string_lossy().to_string();
+    if path.is_dir() && !url.ends_with('/') {
+        url.push('/');
+    }
+    let mut options = ParquetReadOptions::default();
+    if partitioned {
+        options = options.table_partition_cols(partition_columns());
+    }
+    ctx.register_parquet(table, &url, options).await?;
+    Ok(())
+}
+
+fn has_parquet(path: &Path) -> bool {
+    if path.is_file() {
+        return true;
+    }
+    fn walk(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p)
+            } else {
+                p.extension().is_some_and(|x| x == "parquet")
+            }
+        })
+    }
+    walk(path)
+}
+
+/// Names of the tables and views registered in `ctx`, sorted.
+pub fn table_names(ctx: &SessionContext) -> Vec<String> {
+    let mut names: Vec<String> = ctx
+        .catalog("datafusion")
+        .and_then(|c| c.schema("public"))
+        .map(|s| s.table_names())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Fails with the list of tables that do exist when `table` is missing.
+pub fn require_table(ctx: &SessionContext, table: &str) -> Result<()> {
+    if ctx.table_exist(table)? {
+        return Ok(());
+    }
+    Err(Error::MissingTable {
+        table: table.to_owned(),
+        available: table_names(ctx).join(", "),
+    })
+}
+
+/// Path of a derived table's file.
+pub fn derived_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(DERIVED_DIR).join(format!("{name}.parquet"))
+}
+
+/// Shared handle type for callers that keep the session around.
+pub type Session = Arc<SessionContext>;
+
+/// Runs a query and returns its rows.
+pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// A column of query results as f64 (nulls as NaN).
+pub fn column_f64(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<f64>> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(name).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no column `{name}`")))?;
+        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64)?;
+        let col = col.as_primitive::<arrow::datatypes::Float64Type>();
+        out.extend((0..col.len()).map(|i| if col.is_null(i) { f64::NAN } else { col.value(i) }));
+    }
+    Ok(out)
+}
+
+/// A column of query results as strings (nulls as "").
+pub fn column_str(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<String>> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(name).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no column `{name}`")))?;
+        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
+        let col = col.as_string::<i32>();
+        out.extend((0..col.len()).map(|i| if col.is_null(i) { String::new() } else { col.value(i).to_owned() }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,151 @@
+//! The SQL of every derived table, loaded from `queries/sql/*.sql`, and its parameters.
+//!
+//! Files use `{{name}}` placeholders for the few analysis options (weights, thresholds); they
+//! are substituted before planning so each file stays plain SQL a user can read and re-run.
+
+/// One derived table: its name (also the table name in the session) and SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct DerivedTable {
+    pub name: &'static str,
+    pub sql: &'static str,
+    /// Tables this one reads besides the recorded ones.
+    pub needs: &'static [&'static str],
+}
+
+/// Derived tables in dependency order.
+pub const DERIVED_TABLES: &[DerivedTable] = &[
+    DerivedTable {
+        name: "neuron_stats",
+        sql: include_str!("../sql/neuron_stats.sql"),
+        needs: &[],
+    },
+    DerivedTable {
+        name: "token_entropy",
+        sql: include_str!("../sql/token_entropy.sql"),
+        needs: &[],
+    },
+    DerivedTable {
+        name: "semantic_entropy",
+        sql: include_str!("../sql/semantic_entropy.sql"),
+        needs: &[],
+    },
+    DerivedTable {
+        name: "top_contexts",
+        sql: include_str!("../sql/top_contexts.sql"),
+        needs: &[],
+    },
+    DerivedTable {
+        name: "lineage",
+        sql: include_str!("../sql/lineage.sql"),
+        needs: &["neuron_stats"],
+    },
+    DerivedTable {
+        name: "cross_layer",
+        sql: include_str!("../sql/cross_layer.sql"),
+        needs: &[],
+    },
+    DerivedTable {
+        name: "formation",
+        sql: include_str!("../sql/formation.sql"),
+        needs: &["semantic_entropy"],
+    },
+    DerivedTable {
+        name: "layer_summary",
+        sql: include_str!("../sql/layer_summary.sql"),
+        needs: &["neuron_stats", "token_entropy", "semantic_entropy", "lineage"],
+    },
+];
+
+/// Options of the analysis (the `[analyze]` section of the pipeline config).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisParams {
+    /// Weight of an activation in the entropies: `value` (|value|) or `count` (1 each).
+    pub weight: String,
+    /// Count tokens with no concept as one "none" concept in semantic entropy.
+    pub none_as_concept: bool,
+    /// Neurons with fewer observations are flagged `low_count`.
+    pub min_count: u32,
+    /// Top activating contexts kept per neuron.
+    pub top_n: u32,
+    /// Tokens of context before and after an activating token.
+    pub context_before: u32,
+    pub context_after: u32,
+    /// Cosine at or above which a neuron counts as stable between checkpoints.
+    pub stable_cosine: f64,
+    /// Normalised semantic entropy below which a neuron counts as formed.
+    pub formation_entropy: f64,
+}
+
+impl Default for AnalysisParams {
+    fn default() -> Self {
+        Self {
+            weight: "value".into(),
+            none_as_concept: false,
+            min_count: 20,
+            top_n: 10,
+            context_before: 8,
+            context_after: 3,
+            stable_cosine: 0.7,
+            formation_entropy: 0.5,
+        }
+    }
+}
+
+impl AnalysisParams {
+    /// Checks option values, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.weight != "value" && self.weight != "count" {
+            return Err(format!("`analyze.weight` = \"{}\": use \"value\" or \"count\"", self.weight));
+        }
+        if !(0.0..=1.0).contains(&self.stable_cosine) {
+            return Err(format!("`analyze.stable_cosine` = {}: must be in [0, 1]", self.stable_cosine));
+        }
+        Ok(())
+    }
+
+    /// The SQL of `table` with every placeholder filled in.
+    pub fn render(&self, sql: &str) -> String {
+        let weight = if self.weight == "count" { "1.0" } else { "ABS(a.value)" };
+        let (concept_filter, none_rule) = if self.none_as_concept {
+            ("TRUE", "counted as one \"none\" concept")
+        } else {
+            ("t.concept_id IS NOT NULL", "left out")
+        };
+        sql.replace("{{weight}}", weight)
+            .replace("{{concept_filter}}", concept_filter)
+            .replace("{{none_rule}}", none_rule)
+            .replace("{{min_count}}", &self.min_count.to_string())
+            .replace("{{top_n}}", &self.top_n.to_string())
+            .replace("{{before}}", &self.context_before.to_string())
+            .replace("{{after}}", &self.context_after.to_string())
+            .replace("{{stable_cosine}}", &format!("{:?}", self.stable_cosine))
+            .replace("{{formation_entropy}}", &format!("{:?}", self.formation_entropy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        let params = AnalysisParams::default();
+        for table in DERIVED_TABLES {
+            let sql = params.render(table.sql);
+            assert!(!sql.contains("{{"), "{} keeps a placeholder", table.name);
+        }
+    }
+}
+
+/// Queries the report draws from, one file each under `queries/sql/report/`.
+pub mod report {
+    pub const LOSS_CURVES: &str = include_str!("../sql/report/loss_curves.sql");
+    pub const ENTROPY_BY_LAYER: &str = include_str!("../sql/report/entropy_by_layer.sql");
+    pub const ENTROPY_OVER_TRAINING: &str = include_str!("../sql/report/entropy_over_training.sql");
+    pub const FORMATION_COUNTS: &str = include_str!("../sql/report/formation_counts.sql");
+    pub const FREQUENCY_BINS: &str = include_str!("../sql/report/frequency_bins.sql");
+    pub const TOP_NEURONS: &str = include_str!("../sql/report/top_neurons.sql");
+    pub const NEURON_CONCEPTS: &str = include_str!("../sql/report/neuron_concepts.sql");
+    pub const NEURON_HISTOGRAMS: &str = include_str!("../sql/report/neuron_histograms.sql");
+}

@@ -1,0 +1,9 @@
+//! Paper-ready charts (PNG and SVG, with the numbers as CSV beside each) and a self-contained
+//! HTML report. Everything here takes plain structs; no query engine, no model.
+
+pub mod chart;
+mod error;
+pub mod html;
+mod style;
+
+pub use error::{Error, Result};

@@ -1,0 +1,137 @@
+//! End-to-end: the built `pipeline` binary on a small fixture corpus, in a temporary run dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A tiny model and schedule so the whole pipeline runs in seconds.
+const TINY: &[&str] = &[
+    "model.vocab_size=300",
+    "model.block_size=32",
+    "model.d_model=32",
+    "model.n_heads=2",
+    "model.n_layers=3",
+    "model.d_ff=64",
+    "model.topk_k=4",
+    "model.n_nontopk=1",
+    "train.steps=20",
+    "train.checkpoint_every=10",
+    "train.batch_size=8",
+    "train.eval_batches=2",
+    "train.warmup_steps=5",
+    "data.eval_tokens=512",
+    "data.val_fraction=0.2",
+    "report.neurons_per_layer=3",
+];
+
+fn pipeline(run_dir: &Path, corpus: &Path, args: &[&str]) -> Output {
+    cmd.current_dir(repo()).args(args).arg("--quiet");
+    let sets = [
+        format!("run.dir={}", run_dir.display()),
+        "run.name=e2e".to_owned(),
+        format!("data.corpus={}", corpus.display()),
+    ];
+    for s in sets.iter().map(String::as_str).chain(TINY.iter().copied()) {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.output().expect("the pipeline binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture() -> PathBuf {
+    repo().join("tests/fixtures/corpus.txt")
+}
+
+#[test]
+fn run_all_produces_every_table_and_a_second_run_does_no_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = tmp.path().join("e2e");
+    for rel in [
+        "manifest.json",
+        "prepare/tokenizer.json",
+        "prepare/tokens.parquet",
+        "train/metrics.parquet",
+        "train/topk/checkpoints/step-0000020/model.safetensors",
+        "train/dense/checkpoints/step-0000010/meta.json",
+        "record/activations/model=topk/step=20/layer=0/part-0000.parquet",
+        "record/neurons/model=dense/step=0/layer=2/part-0000.parquet",
+        "analyze/semantic_entropy.parquet",
+        "analyze/lineage.parquet",
+        "report/index.html",
+        "report/figures/loss.png",
+    ] {
+        assert!(run.join(rel).exists(), "missing {rel}");
+    }
+
+    // Exactly k rows per evaluation token in a TopK layer, and in a recorded dense layer.
+    let sql = |q: &str| {
+        let o = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let n_tokens: usize = sql("SELECT COUNT(*) AS n FROM tokens").lines().nth(1).unwrap().parse().unwrap();
+    assert_eq!(n_tokens, 512);
+    let per_token = sql("SELECT model, layer, COUNT(*) AS n FROM activations WHERE step = 20 GROUP BY model, layer ORDER BY model, layer");
+    for line in per_token.lines().skip(1) {
+        let n: usize = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert_eq!(n, 4 * n_tokens, "{line}");
+    }
+    // Checkpoints: log-spaced then every 10 steps.
+    let steps = sql("SELECT DISTINCT step FROM metrics WHERE model = 'topk' ORDER BY step");
+    assert_eq!(steps.lines().skip(1).collect::<Vec<_>>(), vec!["0", "1", "2", "4", "8", "10", "20"]);
+
+    // A missing table names those that exist.
+    let o = pipeline(tmp.path(), &fixture(), &["sql", "SELECT * FROM nope"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("activations"), "{}", stderr(&o));
+
+    // Unchanged inputs: every stage is skipped.
+    let before = std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet")).unwrap();
+    let again = pipeline(tmp.path(), &fixture(), &["run", "all"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    for stage in ["prepare", "train", "record", "analyze", "report"] {
+        assert_eq!(manifest["stages"][stage]["status"], "done", "{stage}");
+    }
+    let after = std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet")).unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn bad_input_fails_with_a_named_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-corpus");
+    let out = pipeline(tmp.path(), &missing, &["prepare"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no-such-corpus") && err.lines().count() <= 2, "{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(!tmp.path().join("e2e").exists(), "run directory was created");
+
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"txt\": \"wrong field\"}\n").unwrap();
+    let out = pipeline(tmp.path(), &bad, &["prepare"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.jsonl:2"), "{}", stderr(&out));
+    assert!(!tmp.path().join("e2e").exists());
+}
+
+#[test]
+fn config_show_applies_overrides_and_rejects_bad_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["config", "show", "--set", "train.lr=0.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("lr = 0.5") && text.contains("topk_k = 4"), "{text}");
+    let out = pipeline(tmp.path(), &fixture(), &["config", "show", "--set", "model.topk_k=64"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("topk_k"), "{}", stderr(&out));
+}
