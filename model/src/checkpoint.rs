@@ -15,6 +15,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -130,11 +131,9 @@ pub fn save_checkpoint(dir: &Path, model: &Gpt, mut meta: CheckpointMeta) -> Res
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
     let weights = tmp.join(WEIGHTS);
-    let mut store = SafetensorsStore::from_file(&weights).metadata("step", meta.step.to_string());
-    model
-        .save_into(&mut store)
-        .map_err(|e| Error::checkpoint(&weights, e.to_string()))?;
-    meta.sha256 = sha256_file(&weights)?;
+    let bytes = safetensors_bytes(model).map_err(|e| Error::checkpoint(&weights, e))?;
+    std::fs::write(&weights, &bytes).map_err(Error::io(&weights))?;
+    meta.sha256 = hex::encode(Sha256::digest(&bytes));
     write_json(&tmp.join(META), &meta)?;
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(Error::io(&final_dir))?;
@@ -142,6 +141,30 @@ pub fn save_checkpoint(dir: &Path, model: &Gpt, mut meta: CheckpointMeta) -> Res
         dir: final_dir,
         meta,
     })
+}
+
+/// The model's parameters as a safetensors file: tensors named by their module path
+/// (`blocks.0.attn.c_attn.weight`, …), f32, and no varying metadata, so equal weights give
+/// equal bytes (and equal hashes) on every run.
+pub fn safetensors_bytes(model: &Gpt) -> std::result::Result<Vec<u8>, String> {
+    let tensors = model.collect(None, None, false);
+    let mut named = Vec::with_capacity(tensors.len());
+    for t in &tensors {
+        let data = burn::store::bridge::to_data(t).map_err(|e| format!("{}: {e}", t.name))?.convert::<f32>();
+        let shape: Vec<usize> = data.shape().iter().copied().collect();
+        named.push((t.name.clone(), shape, data.as_bytes().to_vec()));
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let views = named
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| e.to_string())
 }
 
 /// Every complete checkpoint of a model, by step.

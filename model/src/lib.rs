@@ -15,10 +15,10 @@ mod intervention;
 mod mlp;
 pub mod train;
 
-pub use activation::{TopK, TopKBy};
+pub use activation::{TopK, TopKBy, top_entries};
 pub use config::{GptConfig, Positional, Preset};
 pub use error::{Error, Result};
-pub use gpt::{Gpt, GptOutput};
+pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, cross_entropy};
 pub use intervention::{Intervention, InterventionMode};
 
 /// The burn device type every function here takes.

@@ -89,7 +89,8 @@ fn checkpoints_round_trip_and_bad_files_are_named() {
     let device = Device::flex();
     let model = load_weights(&cfg, &cp.dir, &device).unwrap();
 
-    // Export again and compare bytes: save → load → save is exact.
+    // Export again and compare bytes: save → load → save is exact (the file has no varying
+    // metadata, so equal weights mean equal bytes).
     let again = tempfile::tempdir().unwrap();
     let meta = cp.meta.clone();
     let saved = model::checkpoint::save_checkpoint(again.path(), &model, meta).unwrap();

@@ -70,12 +70,12 @@ pub struct ReportSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
+    /// Models trained on the same data with the same seed: `topk` and its `dense` baseline.
+    pub models: Vec<String>,
     pub run: RunSection,
     pub data: DataSection,
     pub model: GptConfig,
     pub train: TrainingConfig,
-    /// Models trained on the same data with the same seed: `topk` and its `dense` baseline.
-    pub models: Vec<String>,
     pub record: RecordSection,
     pub analyze: AnalysisParams,
     pub report: ReportSection,

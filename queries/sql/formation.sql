@@ -23,11 +23,15 @@ last_bad AS (
     SELECT model, layer, neuron, MAX(CASE WHEN ok THEN NULL ELSE step END) AS step
     FROM good
     GROUP BY model, layer, neuron
+),
+first_ok AS (
+    SELECT g.model, g.layer, g.neuron, MIN(g.step) AS formation_step
+    FROM good g
+    JOIN last_bad b ON b.model = g.model AND b.layer = g.layer AND b.neuron = g.neuron
+    WHERE g.ok AND (b.step IS NULL OR g.step > b.step)
+    GROUP BY g.model, g.layer, g.neuron
 )
-SELECT f.model, f.layer, f.neuron, f.top_concept AS concept,
-       (SELECT MIN(g.step) FROM good g
-         WHERE g.model = f.model AND g.layer = f.layer AND g.neuron = f.neuron
-           AND g.ok AND (b.step IS NULL OR g.step > b.step)) AS formation_step,
+SELECT f.model, f.layer, f.neuron, f.top_concept AS concept, o.formation_step,
        f.entropy_norm AS final_entropy_norm
 FROM final f
-JOIN last_bad b ON b.model = f.model AND b.layer = f.layer AND b.neuron = f.neuron
+LEFT JOIN first_ok o ON o.model = f.model AND o.layer = f.layer AND o.neuron = f.neuron

@@ -14,21 +14,22 @@ ranked AS (
     FROM activations a
     JOIN latest l ON a.model = l.model AND a.step = l.step
 ),
-top AS (
-    SELECT r.*, t.doc_id, t.position, t.token_text
+best AS (
+    SELECT r.model, r.step, r.layer, r.neuron, r.token_index, r.value, r.rank,
+           t.doc_id, t.position, t.token_text
     FROM ranked r
     JOIN tokens t ON r.token_index = t.token_index
     WHERE r.rank <= {{top_n}}
 )
-SELECT top.model, top.step, top.layer, top.neuron, top.rank, top.token_index, top.value,
-       top.token_text,
-       COALESCE(STRING_AGG(CASE WHEN c.position < top.position THEN c.token_text END, ''
+SELECT best.model, best.step, best.layer, best.neuron, best.rank, best.token_index, best.value,
+       best.token_text,
+       COALESCE(STRING_AGG(CASE WHEN c.position < best.position THEN c.token_text END, ''
                            ORDER BY c.position), '') AS left_context,
-       COALESCE(STRING_AGG(CASE WHEN c.position > top.position THEN c.token_text END, ''
+       COALESCE(STRING_AGG(CASE WHEN c.position > best.position THEN c.token_text END, ''
                            ORDER BY c.position), '') AS right_context
-FROM top
+FROM best
 JOIN tokens c
-  ON c.doc_id = top.doc_id
- AND c.position BETWEEN top.position - {{before}} AND top.position + {{after}}
-GROUP BY top.model, top.step, top.layer, top.neuron, top.rank, top.token_index, top.value,
-         top.token_text
+  ON c.doc_id = best.doc_id
+ AND c.position BETWEEN best.position - {{before}} AND best.position + {{after}}
+GROUP BY best.model, best.step, best.layer, best.neuron, best.rank, best.token_index, best.value,
+         best.token_text

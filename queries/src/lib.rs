@@ -2,6 +2,7 @@
 //! the DataFusion session that registers them.
 
 pub mod analysis;
+pub mod matching;
 mod error;
 pub mod parquet_io;
 pub mod schema;

@@ -48,10 +48,11 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
             register(&ctx, table, &path, *partitioned).await?;
         }
     }
-    for table in crate::sql::DERIVED_TABLES {
-        let path = run_dir.join(DERIVED_DIR).join(format!("{}.parquet", table.name));
+    let derived = crate::sql::DERIVED_TABLES.iter().map(|t| t.name).chain(["matching"]);
+    for name in derived {
+        let path = derived_path(run_dir, name);
         if path.exists() {
-            register(&ctx, table.name, &path, false).await?;
+            register(&ctx, name, &path, false).await?;
         }
     }
     if ctx.table_exist("activations")? {

@@ -57,6 +57,7 @@ impl TopK {
             x.clone()
         };
         let (_, idx) = scores.detach().topk_with_indices(self.k, D - 1);
+        // The kept values come from `x` itself, so gradients reach exactly the kept entries.
         let kept = x.clone().gather(D - 1, idx.clone());
         let kept = if self.relu {
             burn::tensor::activation::relu(kept)
@@ -65,6 +66,18 @@ impl TopK {
         };
         x.zeros_like().scatter(D - 1, idx, kept, IndexingUpdateOp::Add)
     }
+}
+
+/// The `k` entries of each token's hidden state that describe it as features: by magnitude in a
+/// TopK layer (so exactly its kept, non-zero entries, even negative ones) or when `by_abs`;
+/// otherwise by signed value (a dense layer read as if it had a TopK).
+///
+/// # Shapes
+/// - h: `[..., d]` → (values, indices): `[..., k]`
+pub fn top_entries<const D: usize>(h: Tensor<D>, k: usize, by_abs: bool) -> (Tensor<D>, Tensor<D, Int>) {
+    let score = if by_abs { h.clone().abs() } else { h.clone() };
+    let (_, idx) = score.topk_with_indices(k, D - 1);
+    (h.gather(D - 1, idx.clone()), idx)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct TrainOutcome {
 }
 
 /// Validation loss and, per block, the share of neurons never among a token's top-k.
-pub fn evaluate(model: &Gpt, val: &Batches<'_>, n_batches: usize, k: usize, device: &Device) -> (f32, Vec<f32>) {
+pub fn evaluate(model: &Gpt, cfg: &GptConfig, val: &Batches<'_>, n_batches: usize, device: &Device) -> (f32, Vec<f32>) {
     let mut loss_sum = 0.0f64;
     let d = model.ln_f.gamma.dims()[0];
     let mut seen = vec![vec![false; d]; model.blocks.len()];
@@ -52,9 +52,9 @@ pub fn evaluate(model: &Gpt, val: &Batches<'_>, n_batches: usize, k: usize, devi
         );
         loss_sum += cross_entropy(out.logits, y).into_scalar::<f32>() as f64;
         for (layer, h) in out.hidden.into_iter().enumerate() {
-            // A dense block counts a neuron as alive when it is among a token's top-k by
-            // value, the same rule the recorder uses.
-            let (_, idx) = h.topk_with_indices(k.min(d), 2);
+            // The same entries the recorder records.
+            let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == crate::TopKBy::Abs;
+            let (_, idx) = crate::top_entries(h, cfg.topk_k.min(d), by_abs);
             for n in idx.into_data().convert::<i64>().try_into_vec::<i64>().expect("int data") {
                 seen[layer][n as usize] = true;
             }
@@ -139,7 +139,7 @@ pub fn train(
     let save = |model: &Gpt, optim: &burn::optim::ModuleOptimizer, step: usize, tokens_seen: u64, losses: &mut Vec<f32>| -> Result<()> {
         let k = topk_k_at(step, model_cfg.topk_k, cfg);
         let eval_model = model.valid();
-        let (val_loss, dead_fraction) = evaluate(&eval_model, &val, cfg.eval_batches, model_cfg.topk_k, device);
+        let (val_loss, dead_fraction) = evaluate(&eval_model, model_cfg, &val, cfg.eval_batches, device);
         let seconds = seconds_before + started.elapsed().as_secs_f64();
         let meta = CheckpointMeta {
             step,

@@ -23,15 +23,21 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         let run_dir = ctx.run_dir.clone();
         let params = ctx.cfg.analyze.clone();
         let metadata = vec![("run_id", ctx.run_id())];
-        let n = queries::sql::DERIVED_TABLES.len() as u64;
+        let n = queries::sql::DERIVED_TABLES.len() as u64 + 1;
+        let d_model = ctx.cfg.model.d_model;
         let bar = ctx.ui.bar(n, "analyze", "tables");
         let outputs = runtime()?.block_on(async {
             let ctx_df = open_run(&run_dir, &SessionOptions { memory_limit: Some(MEMORY_LIMIT), ..Default::default() }).await?;
-            queries::analysis::run_analysis(&ctx_df, &run_dir, &params, &metadata, &mut |name| {
+            let mut outputs = queries::analysis::run_analysis(&ctx_df, &run_dir, &params, &metadata, &mut |name| {
                 bar.set_message(name.to_owned());
                 bar.inc(1);
             })
-            .await
+            .await?;
+            bar.set_message("matching");
+            let started = std::time::Instant::now();
+            let rows = queries::analysis::write_matching(&ctx_df, &run_dir, d_model, &metadata).await?;
+            outputs.push(queries::analysis::DerivedOutput { name: "matching", rows, seconds: started.elapsed().as_secs_f64() });
+            Ok::<_, queries::Error>(outputs)
         })?;
         bar.finish_and_clear();
         let mut figures = serde_json::Map::new();

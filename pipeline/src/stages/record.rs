@@ -15,7 +15,7 @@ use arrow::datatypes::UInt32Type;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use model::checkpoint::{Checkpoint, load_weights, read_card};
-use model::gpt::ForwardInput;
+use model::ForwardInput;
 use model::{Gpt, GptConfig};
 use queries::parquet_io::{AtomicParquet, read_metadata, read_parquet, write_parquet};
 use serde_json::json;
@@ -208,8 +208,9 @@ impl Recorder {
         let out = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() });
         let k = self.k.min(cfg.d_model);
         let mut rows = Vec::with_capacity(out.hidden.len());
-        for h in out.hidden {
-            let (values, idx) = h.topk_with_indices(k, 2); // [B, T, k]
+        for (layer, h) in out.hidden.into_iter().enumerate() {
+            let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == model::TopKBy::Abs;
+            let (values, idx) = model::top_entries(h, k, by_abs); // [B, T, k]
             let values = values.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let idx = idx.into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let mut layer_rows = Vec::with_capacity(values.len());
@@ -313,4 +314,151 @@ pub fn neuron_table(model: &Gpt, cfg: &GptConfig, layer: usize, tokenizer: &Toke
             Arc::new(StringArray::from(suppressed)),
         ],
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::checkpoint::{CheckpointMeta, save_checkpoint};
+
+    fn tiny() -> GptConfig {
+        GptConfig { vocab_size: 40, block_size: 16, d_model: 32, n_heads: 2, n_layers: 3, d_ff: 64, topk_k: 4, n_nontopk: 1, ..GptConfig::tiny(40) }
+    }
+
+    fn tokens(n: usize) -> Vec<RecordBatch> {
+        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 1) % 40).collect();
+        let docs: Vec<u32> = (0..n as u32).map(|i| i / 23).collect();
+        let batch = RecordBatch::try_new(
+            queries::schema::tokens_schema(),
+            vec![
+                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+                Arc::new(UInt32Array::from(docs)),
+                Arc::new(UInt32Array::from_iter_values((0..n as u32).map(|i| i % 23))),
+                Arc::new(UInt32Array::from(ids)),
+                Arc::new(StringArray::from(vec!["t"; n])),
+                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                Arc::new(StringArray::from(vec![None::<&str>; n])),
+                Arc::new(UInt16Array::from(vec![None::<u16>; n])),
+            ],
+        )
+        .unwrap();
+        vec![batch]
+    }
+
+    fn tokenizer() -> Tokenizer {
+        let texts = ["a b c d e f g h i j k l m n o p q r s t u v w x y z"; 4];
+        crate::tokenize::train_bpe(texts.iter().copied(), 60).unwrap()
+    }
+
+    fn checkpoint(dir: &Path) -> Checkpoint {
+        let device = Device::flex();
+        device.seed(5);
+        let model = tiny().init(&device);
+        let meta = CheckpointMeta { step: 7, tokens_seen: 0, train_loss: None, val_loss: None, lr: 0.0, topk_k: 4, dead_fraction: vec![], seconds: 0.0, sha256: String::new() };
+        save_checkpoint(dir, &model, meta).unwrap()
+    }
+
+    fn recorder(out: &Path, rows_per_file: usize) -> Recorder {
+        Recorder { out: out.to_owned(), k: 4, batch_size: 3, rows_per_file, run_id: "t".into(), device: Device::flex() }
+    }
+
+    fn read_partition(out: &Path, layer: usize) -> Vec<(u16, u32, f32)> {
+        let dir = out.join(format!("activations/model=m/step=7/layer={layer}"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let mut rows = Vec::new();
+        for f in files {
+            for b in read_parquet(&f).unwrap() {
+                let t = b.column(0).as_primitive::<UInt32Type>();
+                let n = b.column(1).as_primitive::<arrow::datatypes::UInt16Type>();
+                let v = b.column(2).as_primitive::<arrow::datatypes::Float32Type>();
+                rows.extend((0..b.num_rows()).map(|i| (n.value(i), t.value(i), v.value(i))));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn k_rows_per_token_equal_to_the_block_outputs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = checkpoint(tmp.path());
+        let out = tmp.path().join("record");
+        let rec = recorder(&out, ROWS_PER_FILE);
+        let mut stats = RecordStats::default();
+        let toks = tokens(100);
+        rec.record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        assert_eq!(stats.partitions_written, 3);
+
+        // A direct forward pass over the first document (tokens 0..23, in windows of 16).
+        let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
+        let ids: Vec<i64> = (0..16).map(|i| ((i * 7 + 1) % 40) as i64).collect();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 16]), &Device::flex());
+        let hidden = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() }).hidden;
+        for layer in 0..3 {
+            let rows = read_partition(&out, layer);
+            assert_eq!(rows.len(), 4 * 100, "layer {layer}");
+            let h = hidden[layer].to_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            for token in [0u32, 5, 15] {
+                let mine: Vec<(u16, f32)> = rows.iter().filter(|r| r.1 == token).map(|r| (r.0, r.2)).collect();
+                assert_eq!(mine.len(), 4);
+                for (n, v) in &mine {
+                    assert_eq!(*v, h[token as usize * 32 + *n as usize], "layer {layer} token {token} neuron {n}");
+                }
+                if layer < 2 {
+                    // TopK layer: the recorded entries are exactly the non-zero ones.
+                    let nonzero = h[token as usize * 32..(token as usize + 1) * 32].iter().filter(|v| **v != 0.0).count();
+                    assert_eq!(nonzero, 4);
+                }
+            }
+            // Sorted by neuron, then token.
+            assert!(rows.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+        }
+    }
+
+    #[test]
+    fn rerun_after_a_crash_keeps_complete_partitions_and_rewrites_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = checkpoint(tmp.path());
+        let toks = tokens(60);
+        let clean = tmp.path().join("clean");
+        recorder(&clean, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut RecordStats::default()).unwrap();
+
+        let crashed = tmp.path().join("crashed");
+        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut RecordStats::default()).unwrap();
+        // Simulate a kill during layer 1: its files are gone and a temporary file is left.
+        let part = crashed.join("activations/model=m/step=7/layer=1");
+        std::fs::remove_dir_all(&part).unwrap();
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(part.join(".part-0000.parquet.tmp"), b"half a file").unwrap();
+        let mut stats = RecordStats::default();
+        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        assert_eq!((stats.partitions_written, stats.partitions_kept), (1, 2));
+        for layer in 0..3 {
+            assert_eq!(read_partition(&clean, layer), read_partition(&crashed, layer), "layer {layer}");
+        }
+        // Nothing to do the third time.
+        let mut stats = RecordStats::default();
+        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        assert_eq!((stats.partitions_written, stats.partitions_kept), (0, 3));
+    }
+
+    #[test]
+    fn buffered_rows_stay_bounded_when_the_evaluation_set_doubles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = checkpoint(tmp.path());
+        let bound = 200;
+        let mut maxima = Vec::new();
+        for n in [300, 600] {
+            let out = tmp.path().join(format!("r{n}"));
+            let mut stats = RecordStats::default();
+            recorder(&out, bound).record_checkpoint("m", &tiny(), &cp, &tokens(n), &tokenizer(), &mut stats).unwrap();
+            assert_eq!(read_partition(&out, 0).len(), 4 * n);
+            maxima.push(stats.max_rows_buffered);
+        }
+        // At most one flush threshold plus one forward batch (3 windows × 16 tokens × k = 4).
+        for m in &maxima {
+            assert!(*m < bound + 3 * 16 * 4, "{maxima:?}");
+        }
+    }
 }
