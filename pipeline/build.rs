@@ -1,7 +1,14 @@
 //! Records the versions of the dependencies that shape results (from Cargo.lock) so every
 //! run's manifest can name them.
 fn main() {
-    const WANTED: &[&str] = &["burn", "datafusion", "arrow", "parquet", "tokenizers", "plotters"];
+    const WANTED: &[&str] = &[
+        "burn",
+        "datafusion",
+        "arrow",
+        "parquet",
+        "tokenizers",
+        "plotters",
+    ];
     let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();

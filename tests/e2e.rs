@@ -78,16 +78,26 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8(o.stdout).unwrap()
     };
-    let n_tokens: usize = sql("SELECT COUNT(*) AS n FROM tokens").lines().nth(1).unwrap().parse().unwrap();
+    let n_tokens: usize = sql("SELECT COUNT(*) AS n FROM tokens")
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(n_tokens, 512);
-    let per_token = sql("SELECT model, layer, COUNT(*) AS n FROM activations WHERE step = 20 GROUP BY model, layer ORDER BY model, layer");
+    let per_token = sql(
+        "SELECT model, layer, COUNT(*) AS n FROM activations WHERE step = 20 GROUP BY model, layer ORDER BY model, layer",
+    );
     for line in per_token.lines().skip(1) {
         let n: usize = line.rsplit(',').next().unwrap().parse().unwrap();
         assert_eq!(n, 4 * n_tokens, "{line}");
     }
     // Checkpoints: log-spaced then every 10 steps.
     let steps = sql("SELECT DISTINCT step FROM metrics WHERE model = 'topk' ORDER BY step");
-    assert_eq!(steps.lines().skip(1).collect::<Vec<_>>(), vec!["0", "1", "2", "4", "8", "10", "20"]);
+    assert_eq!(
+        steps.lines().skip(1).collect::<Vec<_>>(),
+        vec!["0", "1", "2", "4", "8", "10", "20"]
+    );
 
     // A missing table names those that exist.
     let o = pipeline(tmp.path(), &fixture(), &["sql", "SELECT * FROM nope"]);
@@ -95,14 +105,19 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     assert!(stderr(&o).contains("activations"), "{}", stderr(&o));
 
     // Unchanged inputs: every stage is skipped.
-    let before = std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet")).unwrap();
+    let before =
+        std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet"))
+            .unwrap();
     let again = pipeline(tmp.path(), &fixture(), &["run", "all"]);
     assert!(again.status.success(), "{}", stderr(&again));
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
     for stage in ["prepare", "train", "record", "analyze", "report"] {
         assert_eq!(manifest["stages"][stage]["status"], "done", "{stage}");
     }
-    let after = std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet")).unwrap();
+    let after =
+        std::fs::read(run.join("record/activations/model=topk/step=20/layer=0/part-0000.parquet"))
+            .unwrap();
     assert_eq!(before, after);
 }
 
@@ -113,9 +128,18 @@ fn bad_input_fails_with_a_named_error_and_writes_nothing() {
     let out = pipeline(tmp.path(), &missing, &["prepare"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("no-such-corpus") && err.lines().count() <= 2, "{err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
-    assert!(!tmp.path().join("e2e").exists(), "run directory was created");
+    assert!(
+        err.contains("no-such-corpus") && err.lines().count() <= 2,
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("e2e").exists(),
+        "run directory was created"
+    );
 
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"txt\": \"wrong field\"}\n").unwrap();
@@ -128,11 +152,22 @@ fn bad_input_fails_with_a_named_error_and_writes_nothing() {
 #[test]
 fn config_show_applies_overrides_and_rejects_bad_keys() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = pipeline(tmp.path(), &fixture(), &["config", "show", "--set", "train.lr=0.5"]);
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["config", "show", "--set", "train.lr=0.5"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("lr = 0.5") && text.contains("topk_k = 4"), "{text}");
-    let out = pipeline(tmp.path(), &fixture(), &["config", "show", "--set", "record.k=999"]);
+    assert!(
+        text.contains("lr = 0.5") && text.contains("topk_k = 4"),
+        "{text}"
+    );
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["config", "show", "--set", "record.k=999"],
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("record.k"), "{}", stderr(&out));
 }

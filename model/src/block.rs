@@ -19,7 +19,13 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(d_model: usize, n_heads: usize, d_ff: usize, topk: Option<TopK>, device: &Device) -> Self {
+    pub fn new(
+        d_model: usize,
+        n_heads: usize,
+        d_ff: usize,
+        topk: Option<TopK>,
+        device: &Device,
+    ) -> Self {
         Self {
             ln_1: LayerNormConfig::new(d_model).init(device),
             attn: CausalSelfAttention::new(d_model, n_heads, device),

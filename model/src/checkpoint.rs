@@ -150,7 +150,9 @@ pub fn safetensors_bytes(model: &Gpt) -> std::result::Result<Vec<u8>, String> {
     let tensors = model.collect(None, None, false);
     let mut named = Vec::with_capacity(tensors.len());
     for t in &tensors {
-        let data = burn::store::bridge::to_data(t).map_err(|e| format!("{}: {e}", t.name))?.convert::<f32>();
+        let data = burn::store::bridge::to_data(t)
+            .map_err(|e| format!("{}: {e}", t.name))?
+            .convert::<f32>();
         let shape: Vec<usize> = data.shape().iter().copied().collect();
         named.push((t.name.clone(), shape, data.as_bytes().to_vec()));
     }
@@ -199,13 +201,18 @@ pub fn load_weights(config: &GptConfig, checkpoint: &Path, device: &Device) -> R
         return Err(Error::checkpoint(&path, "file not found"));
     }
     let mut model = config.init(device);
-    let mut store = SafetensorsStore::from_file(&path).validate(true).allow_partial(false);
+    let mut store = SafetensorsStore::from_file(&path)
+        .validate(true)
+        .allow_partial(false);
     let result = model
         .load_from(&mut store)
         .map_err(|e| Error::checkpoint(&path, format!("cannot be read ({e}); is it truncated?")))?;
     if !result.missing.is_empty() {
         let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
-        return Err(Error::checkpoint(&path, format!("missing tensors: {}", names.join(", "))));
+        return Err(Error::checkpoint(
+            &path,
+            format!("missing tensors: {}", names.join(", ")),
+        ));
     }
     if !result.errors.is_empty() {
         let errs: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
@@ -226,14 +233,25 @@ pub struct TrainState {
 }
 
 /// Saves what resuming needs, replacing the previous state atomically.
-pub fn save_state(dir: &Path, model: &Gpt, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+pub fn save_state(
+    dir: &Path,
+    model: &Gpt,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
     let final_dir = dir.join("state");
     let tmp = dir.join(".state.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
-    let fail = |path: PathBuf| move |e: burn::store::RecordError| Error::checkpoint(path, e.to_string());
-    model.clone().save_file(tmp.join("model.bpk")).map_err(fail(tmp.join("model.bpk")))?;
-    optim.save(tmp.join("optim.bpk")).map_err(fail(tmp.join("optim.bpk")))?;
+    let fail =
+        |path: PathBuf| move |e: burn::store::RecordError| Error::checkpoint(path, e.to_string());
+    model
+        .clone()
+        .save_file(tmp.join("model.bpk"))
+        .map_err(fail(tmp.join("model.bpk")))?;
+    optim
+        .save(tmp.join("optim.bpk"))
+        .map_err(fail(tmp.join("optim.bpk")))?;
     write_json(&tmp.join("state.json"), state)?;
     let old = dir.join(".state.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -246,7 +264,11 @@ pub fn save_state(dir: &Path, model: &Gpt, optim: &ModuleOptimizer, state: &Trai
 }
 
 /// Loads the resume point, if any, into `model` and `optim`.
-pub fn load_state(dir: &Path, model: Gpt, optim: ModuleOptimizer) -> Result<(Gpt, ModuleOptimizer, Option<TrainState>)> {
+pub fn load_state(
+    dir: &Path,
+    model: Gpt,
+    optim: ModuleOptimizer,
+) -> Result<(Gpt, ModuleOptimizer, Option<TrainState>)> {
     let state_dir = dir.join("state");
     let state_json = state_dir.join("state.json");
     if !state_json.exists() {

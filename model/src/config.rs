@@ -160,7 +160,7 @@ impl GptConfig {
                 return fail(key, value, "must be at least 1".into());
             }
         }
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return fail(
                 "n_heads",
                 self.n_heads,
@@ -220,10 +220,34 @@ mod tests {
     fn impossible_values_name_their_key() {
         let base = GptConfig::tiny(100);
         let cases = [
-            (GptConfig { topk_k: 129, ..base.clone() }, "topk_k"),
-            (GptConfig { n_layers: 0, ..base.clone() }, "n_layers"),
-            (GptConfig { n_nontopk: 5, ..base.clone() }, "n_nontopk"),
-            (GptConfig { n_heads: 3, ..base.clone() }, "n_heads"),
+            (
+                GptConfig {
+                    topk_k: 129,
+                    ..base.clone()
+                },
+                "topk_k",
+            ),
+            (
+                GptConfig {
+                    n_layers: 0,
+                    ..base.clone()
+                },
+                "n_layers",
+            ),
+            (
+                GptConfig {
+                    n_nontopk: 5,
+                    ..base.clone()
+                },
+                "n_nontopk",
+            ),
+            (
+                GptConfig {
+                    n_heads: 3,
+                    ..base.clone()
+                },
+                "n_heads",
+            ),
         ];
         for (cfg, key) in cases {
             let err = cfg.validate().unwrap_err().to_string();

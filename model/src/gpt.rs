@@ -6,8 +6,8 @@ use burn::nn::{
 };
 use burn::prelude::*;
 
-pub use crate::attention::KvCache;
 use crate::activation::TopK;
+pub use crate::attention::KvCache;
 use crate::block::Block;
 use crate::config::{GptConfig, Positional};
 use crate::intervention::Intervention;
@@ -104,8 +104,8 @@ impl Gpt {
 
         let mut x = self.wte.forward(tokens); // [B, T, C]
         if let Some(wpe) = &self.wpe {
-            let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device)
-                .reshape([1, t]);
+            let pos =
+                Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device).reshape([1, t]);
             x = x + wpe.forward(pos); // [1, T, C] broadcast over B
         }
         let mut hidden = Vec::new();
@@ -190,7 +190,9 @@ mod tests {
     fn nonzeros_per_token(x: &Tensor<3>) -> Vec<usize> {
         let d = x.dims()[2];
         let v = x.to_data().try_into_vec::<f32>().unwrap();
-        v.chunks(d).map(|r| r.iter().filter(|x| **x != 0.0).count()).collect()
+        v.chunks(d)
+            .map(|r| r.iter().filter(|x| **x != 0.0).count())
+            .collect()
     }
 
     #[test]
@@ -207,7 +209,11 @@ mod tests {
         );
         assert_eq!(out.logits.dims(), [2, 16, 50]);
         for layer in 0..2 {
-            assert!(nonzeros_per_token(&out.hidden[layer]).iter().all(|&n| n == 4));
+            assert!(
+                nonzeros_per_token(&out.hidden[layer])
+                    .iter()
+                    .all(|&n| n == 4)
+            );
         }
         assert!(nonzeros_per_token(&out.hidden[2]).iter().all(|&n| n > 4));
     }
@@ -254,9 +260,17 @@ mod tests {
         let device = Device::flex();
         device.seed(3);
         for positional in [Positional::Learned, Positional::Rope] {
-            let model = GptConfig { positional, ..tiny() }.init(&device);
+            let model = GptConfig {
+                positional,
+                ..tiny()
+            }
+            .init(&device);
             let toks = tokens(&device, 1, 10);
-            let full = model.forward(toks.clone()).to_data().try_into_vec::<f32>().unwrap();
+            let full = model
+                .forward(toks.clone())
+                .to_data()
+                .try_into_vec::<f32>()
+                .unwrap();
             let mut cache = KvCache::default();
             let mut stepped = Vec::new();
             // Prompt of 6, then one token at a time.
@@ -271,9 +285,19 @@ mod tests {
                     )
                     .logits
             };
-            stepped.extend(run(toks.clone().narrow(1, 0, 6), &mut cache).to_data().try_into_vec::<f32>().unwrap());
+            stepped.extend(
+                run(toks.clone().narrow(1, 0, 6), &mut cache)
+                    .to_data()
+                    .try_into_vec::<f32>()
+                    .unwrap(),
+            );
             for i in 6..10 {
-                stepped.extend(run(toks.clone().narrow(1, i, 1), &mut cache).to_data().try_into_vec::<f32>().unwrap());
+                stepped.extend(
+                    run(toks.clone().narrow(1, i, 1), &mut cache)
+                        .to_data()
+                        .try_into_vec::<f32>()
+                        .unwrap(),
+                );
             }
             assert_eq!(full.len(), stepped.len());
             for (a, b) in full.iter().zip(&stepped) {
@@ -290,8 +314,18 @@ mod tests {
         let a = tokens(&device, 1, 8);
         let noise = Tensor::<2>::random([1, 8], Distribution::Uniform(0.0, 49.0), &device).int();
         let b = Tensor::cat(vec![a.clone().narrow(1, 0, 4), noise.narrow(1, 4, 4)], 1);
-        let la = model.forward(a).narrow(1, 0, 4).to_data().try_into_vec::<f32>().unwrap();
-        let lb = model.forward(b).narrow(1, 0, 4).to_data().try_into_vec::<f32>().unwrap();
+        let la = model
+            .forward(a)
+            .narrow(1, 0, 4)
+            .to_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let lb = model
+            .forward(b)
+            .narrow(1, 0, 4)
+            .to_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         for (x, y) in la.iter().zip(&lb) {
             assert!((x - y).abs() < 1e-5);
         }

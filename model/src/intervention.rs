@@ -43,7 +43,11 @@ impl Intervention {
     /// - x: `[B, T, d_model]` covering absolute positions `start..start + T`
     pub fn apply(&self, x: Tensor<3>, start: usize) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        assert!(self.neuron < d, "neuron {} out of range (d_model = {d})", self.neuron);
+        assert!(
+            self.neuron < d,
+            "neuron {} out of range (d_model = {d})",
+            self.neuron
+        );
         let first = self.from_position.saturating_sub(start).min(t);
         if first == t {
             return x;

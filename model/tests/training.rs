@@ -32,11 +32,17 @@ fn schedule(steps: usize) -> TrainingConfig {
 
 /// A repeating sequence the model can learn exactly.
 fn pattern(n: usize) -> Vec<u32> {
-    (0..n).map(|i| [3, 1, 4, 1, 5, 9, 2, 6, 5, 3][i % 10]).collect()
+    (0..n)
+        .map(|i| [3, 1, 4, 1, 5, 9, 2, 6, 5, 3][i % 10])
+        .collect()
 }
 
 fn weights_bytes(dir: &std::path::Path, step: usize) -> Vec<u8> {
-    let cp = list_checkpoints(dir).unwrap().into_iter().find(|c| c.meta.step == step).unwrap();
+    let cp = list_checkpoints(dir)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.meta.step == step)
+        .unwrap();
     std::fs::read(cp.weights()).unwrap()
 }
 
@@ -44,7 +50,17 @@ fn weights_bytes(dir: &std::path::Path, step: usize) -> Vec<u8> {
 fn a_tiny_topk_model_overfits_a_short_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let data = pattern(2000);
-    let out = train("topk", &tiny(), &schedule(60), &data, &data, dir.path(), &Device::flex(), &mut |_| {}).unwrap();
+    let out = train(
+        "topk",
+        &tiny(),
+        &schedule(60),
+        &data,
+        &data,
+        dir.path(),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
     let first = out.checkpoints.first().unwrap().meta.val_loss.unwrap();
     let last = out.checkpoints.last().unwrap().meta.val_loss.unwrap();
     // ln(16) ≈ 2.77 at random; a learned period-10 sequence is nearly deterministic.
@@ -58,24 +74,57 @@ fn a_tiny_topk_model_overfits_a_short_sequence() {
 fn resume_after_interruption_matches_an_uninterrupted_run_bit_for_bit() {
     let data = pattern(3000);
     let full = tempfile::tempdir().unwrap();
-    train("topk", &tiny(), &schedule(30), &data, &data, full.path(), &Device::flex(), &mut |_| {}).unwrap();
+    train(
+        "topk",
+        &tiny(),
+        &schedule(30),
+        &data,
+        &data,
+        full.path(),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
 
     // Interrupt after step 13: the state on disk is that of checkpoint 10.
     let cut = tempfile::tempdir().unwrap();
     let mut calls = 0;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train("topk", &tiny(), &schedule(30), &data, &data, cut.path(), &Device::flex(), &mut |p| {
-            calls += 1;
-            if p.step == 13 {
-                panic!("simulated kill");
-            }
-        })
+        train(
+            "topk",
+            &tiny(),
+            &schedule(30),
+            &data,
+            &data,
+            cut.path(),
+            &Device::flex(),
+            &mut |p| {
+                calls += 1;
+                if p.step == 13 {
+                    panic!("simulated kill");
+                }
+            },
+        )
     }));
     assert!(result.is_err() && calls == 13);
-    let resumed = train("topk", &tiny(), &schedule(30), &data, &data, cut.path(), &Device::flex(), &mut |_| {}).unwrap();
+    let resumed = train(
+        "topk",
+        &tiny(),
+        &schedule(30),
+        &data,
+        &data,
+        cut.path(),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert_eq!(resumed.resumed_from, Some(10));
     for step in [10, 20, 30] {
-        assert_eq!(weights_bytes(full.path(), step), weights_bytes(cut.path(), step), "step {step}");
+        assert_eq!(
+            weights_bytes(full.path(), step),
+            weights_bytes(cut.path(), step),
+            "step {step}"
+        );
     }
 }
 
@@ -84,7 +133,17 @@ fn checkpoints_round_trip_and_bad_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let data = pattern(500);
     let cfg = tiny();
-    let out = train("topk", &cfg, &schedule(2), &data, &data, dir.path(), &Device::flex(), &mut |_| {}).unwrap();
+    let out = train(
+        "topk",
+        &cfg,
+        &schedule(2),
+        &data,
+        &data,
+        dir.path(),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap();
     let cp = out.checkpoints.last().unwrap();
     let device = Device::flex();
     let model = load_weights(&cfg, &cp.dir, &device).unwrap();
@@ -94,22 +153,46 @@ fn checkpoints_round_trip_and_bad_files_are_named() {
     let again = tempfile::tempdir().unwrap();
     let meta = cp.meta.clone();
     let saved = model::checkpoint::save_checkpoint(again.path(), &model, meta).unwrap();
-    assert_eq!(std::fs::read(saved.weights()).unwrap(), std::fs::read(cp.weights()).unwrap());
+    assert_eq!(
+        std::fs::read(saved.weights()).unwrap(),
+        std::fs::read(cp.weights()).unwrap()
+    );
 
     // A different shape names the file.
-    let wider = GptConfig { d_model: 64, ..cfg.clone() };
-    let err = load_weights(&wider, &cp.dir, &device).unwrap_err().to_string();
+    let wider = GptConfig {
+        d_model: 64,
+        ..cfg.clone()
+    };
+    let err = load_weights(&wider, &cp.dir, &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
 
     // A truncated file names the file.
     let truncated = again.path().join("cut.safetensors");
     let bytes = std::fs::read(cp.weights()).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let err = load_weights(&cfg, &truncated, &device).unwrap_err().to_string();
+    let err = load_weights(&cfg, &truncated, &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cut.safetensors"), "{err}");
 
     // A resumed run with another config is refused.
     let other = GptConfig { topk_k: 4, ..cfg };
-    let err = train("topk", &other, &schedule(2), &data, &data, dir.path(), &Device::flex(), &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("config.json") && err.contains("different"), "{err}");
+    let err = train(
+        "topk",
+        &other,
+        &schedule(2),
+        &data,
+        &data,
+        dir.path(),
+        &Device::flex(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("different"),
+        "{err}"
+    );
 }

@@ -32,18 +32,34 @@ fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
 /// Estimated peak f32 FLOP/s: cores × clock × 32 (two 8-wide FMA units, or one 16-wide).
 fn peak_flops() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     let cores = std::thread::available_parallelism().ok()?.get() as f64;
     Some(cores * mhz * 1e6 * 32.0)
 }
 
 /// Training tokens/s of one model config (forward + backward + AdamW).
-fn train_tokens_per_second(cfg: &GptConfig, batch_size: usize, tokens: &[u32], device: &model::Device) -> f64 {
+fn train_tokens_per_second(
+    cfg: &GptConfig,
+    batch_size: usize,
+    tokens: &[u32],
+    device: &model::Device,
+) -> f64 {
     let ad = device.clone().autodiff();
     ad.seed(1);
     let mut model = cfg.init(&ad);
     let mut optim = AdamWConfig::new().init();
-    let batches = Batches { tokens, block_size: cfg.block_size, batch_size };
+    let batches = Batches {
+        tokens,
+        block_size: cfg.block_size,
+        batch_size,
+    };
     let mut step = |model: model::Gpt, i: usize| {
         let (x, y) = batches.random(1, i, 0, &ad);
         let loss = model.loss(x, y);
@@ -67,8 +83,16 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
     let dense = topk.dense();
     let tokens = synthetic_tokens(topk.vocab_size, 200_000, 7);
     let b = ctx.cfg.train.batch_size;
-    println!("train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b}, {} parameters",
-        ctx.cfg.run.backend, topk.d_model, topk.n_layers, topk.n_topk_layers(), topk.topk_k, topk.block_size, topk.n_params());
+    println!(
+        "train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b}, {} parameters",
+        ctx.cfg.run.backend,
+        topk.d_model,
+        topk.n_layers,
+        topk.n_topk_layers(),
+        topk.topk_k,
+        topk.block_size,
+        topk.n_params()
+    );
     // Alternate the two models so drift in machine load hits both alike.
     let (mut t, mut d) = (Vec::new(), Vec::new());
     for _ in 0..2 {
@@ -79,10 +103,18 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
     let (t, d) = (best(&t), best(&d));
     println!("  topk : {t:>9.0} tokens/s");
     println!("  dense: {d:>9.0} tokens/s");
-    println!("  TopK overhead: {:+.1}% (target ≤ +10%)", (d / t - 1.0) * 100.0);
+    println!(
+        "  TopK overhead: {:+.1}% (target ≤ +10%)",
+        (d / t - 1.0) * 100.0
+    );
     if let Some(peak) = peak_flops() {
         let achieved = 6.0 * topk.n_params() as f64 * t;
-        println!("  achieved {:.2} GFLOP/s (6 × params × tokens/s) of an estimated peak {:.0} GFLOP/s: {:.1}%", achieved / 1e9, peak / 1e9, 100.0 * achieved / peak);
+        println!(
+            "  achieved {:.2} GFLOP/s (6 × params × tokens/s) of an estimated peak {:.0} GFLOP/s: {:.1}%",
+            achieved / 1e9,
+            peak / 1e9,
+            100.0 * achieved / peak
+        );
     }
     Ok(())
 }
@@ -95,10 +127,24 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
     let model = cfg.init(&device);
     let n_windows = 256;
     let tokens = synthetic_tokens(cfg.vocab_size, n_windows * cfg.block_size, 3);
-    let windows: Vec<Window> = tokens.chunks(cfg.block_size).enumerate().map(|(i, c)| Window { first: (i * cfg.block_size) as u32, ids: c.to_vec() }).collect();
+    let windows: Vec<Window> = tokens
+        .chunks(cfg.block_size)
+        .enumerate()
+        .map(|(i, c)| Window {
+            first: (i * cfg.block_size) as u32,
+            ids: c.to_vec(),
+        })
+        .collect();
     let dir = tempfile::tempdir()?;
     let k = ctx.cfg.record_k();
-    let recorder = Recorder { out: dir.path().to_owned(), k, batch_size: ctx.cfg.record.batch_size, rows_per_file: crate::stages::record::ROWS_PER_FILE, run_id: "bench".into(), device: device.clone() };
+    let recorder = Recorder {
+        out: dir.path().to_owned(),
+        k,
+        batch_size: ctx.cfg.record.batch_size,
+        rows_per_file: crate::stages::record::ROWS_PER_FILE,
+        run_id: "bench".into(),
+        device: device.clone(),
+    };
     let (mut forward, mut write, mut rows_total, mut bytes) = (0.0, 0.0, 0usize, 0u64);
     let mut all_rows: Vec<Vec<(u16, u32, f32)>> = vec![Vec::new(); cfg.n_layers];
     for chunk in windows.chunks(ctx.cfg.record.batch_size) {
@@ -114,12 +160,21 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
         let path = dir.path().join(format!("layer={l}.parquet"));
         let schema = queries::schema::activations_schema();
-        let batch = arrow::array::RecordBatch::try_new(schema.clone(), vec![
-            std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
-            std::sync::Arc::new(arrow::array::UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
-            std::sync::Arc::new(arrow::array::Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-            std::sync::Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
-        ])?;
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                std::sync::Arc::new(arrow::array::UInt16Array::from_iter_values(
+                    rows.iter().map(|r| r.0),
+                )),
+                std::sync::Arc::new(arrow::array::Float32Array::from_iter_values(
+                    rows.iter().map(|r| r.2),
+                )),
+                std::sync::Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
+            ],
+        )?;
         rows_total += queries::parquet_io::write_parquet(&path, schema, &[batch], &[])?;
         write += started.elapsed().as_secs_f64();
         bytes += std::fs::metadata(&path)?.len();
@@ -127,9 +182,24 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
     let n_tokens = tokens.len() as f64;
     let per_token_layer = bytes as f64 / (n_tokens * cfg.n_layers as f64);
     let dense_size = cfg.d_model as f64 * 4.0;
-    println!("record bench: {} tokens × {} layers, k = {k}, d_model {}", tokens.len(), cfg.n_layers, cfg.d_model);
-    println!("  forward: {:.0} tokens/s; writing {:.0} rows/s", n_tokens / forward, rows_total as f64 / write);
-    println!("  writing adds {:.1}% to the forward pass (target ≤ 20%)", 100.0 * write / forward);
-    println!("  on disk: {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)", dense_size / per_token_layer);
+    println!(
+        "record bench: {} tokens × {} layers, k = {k}, d_model {}",
+        tokens.len(),
+        cfg.n_layers,
+        cfg.d_model
+    );
+    println!(
+        "  forward: {:.0} tokens/s; writing {:.0} rows/s",
+        n_tokens / forward,
+        rows_total as f64 / write
+    );
+    println!(
+        "  writing adds {:.1}% to the forward pass (target ≤ 20%)",
+        100.0 * write / forward
+    );
+    println!(
+        "  on disk: {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)",
+        dense_size / per_token_layer
+    );
     Ok(())
 }

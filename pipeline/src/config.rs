@@ -128,7 +128,9 @@ impl PipelineConfig {
                 parallel_checkpoints: 1,
             },
             analyze: AnalysisParams::default(),
-            report: ReportSection { neurons_per_layer: 12 },
+            report: ReportSection {
+                neurons_per_layer: 12,
+            },
         }
     }
 
@@ -137,24 +139,24 @@ impl PipelineConfig {
     pub fn load(file: Option<&Path>, sets: &[String]) -> Result<Self> {
         let (user, source) = match file {
             Some(path) => (read_toml(path)?, path.display().to_string()),
-            None if Path::new("pipeline.toml").exists() => {
-                (read_toml(Path::new("pipeline.toml"))?, "pipeline.toml".to_string())
-            }
+            None if Path::new("pipeline.toml").exists() => (
+                read_toml(Path::new("pipeline.toml"))?,
+                "pipeline.toml".to_string(),
+            ),
             None => (toml::Table::new(), "defaults".to_string()),
         };
         let mut overrides = user;
         for set in sets {
-            let (key, value) = set
-                .split_once('=')
-                .with_context(|| format!("--set {set}: expected key=value, e.g. --set train.steps=200"))?;
+            let (key, value) = set.split_once('=').with_context(|| {
+                format!("--set {set}: expected key=value, e.g. --set train.steps=200")
+            })?;
             insert_path(&mut overrides, key.trim(), parse_value(value.trim()))?;
         }
         // The preset picks the defaults the rest is laid over.
         let preset = match overrides.get("run").and_then(|r| r.get("preset")) {
-            Some(v) => v
-                .clone()
-                .try_into::<Preset>()
-                .map_err(|_| anyhow::anyhow!("`run.preset` = {v}: use \"tiny\", \"small\" or \"paper\""))?,
+            Some(v) => v.clone().try_into::<Preset>().map_err(|_| {
+                anyhow::anyhow!("`run.preset` = {v}: use \"tiny\", \"small\" or \"paper\"")
+            })?,
             None => Preset::Tiny,
         };
         let mut merged = toml::Table::try_from(Self::defaults(preset)).expect("defaults serialise");
@@ -172,13 +174,20 @@ impl PipelineConfig {
         self.train.validate().context("in [train]")?;
         self.analyze.validate().map_err(anyhow::Error::msg)?;
         if !(0.0 < self.data.val_fraction && self.data.val_fraction < 1.0) {
-            bail!("`data.val_fraction` = {}: must be between 0 and 1 (exclusive)", self.data.val_fraction);
+            bail!(
+                "`data.val_fraction` = {}: must be between 0 and 1 (exclusive)",
+                self.data.val_fraction
+            );
         }
         if self.data.eval_tokens == 0 {
             bail!("`data.eval_tokens` = 0: must be at least 1");
         }
         if self.record.k > self.model.d_model {
-            bail!("`record.k` = {}: must be at most model.d_model = {}", self.record.k, self.model.d_model);
+            bail!(
+                "`record.k` = {}: must be at most model.d_model = {}",
+                self.record.k,
+                self.model.d_model
+            );
         }
         if self.record.batch_size == 0 || self.record.parallel_checkpoints == 0 {
             bail!("`record.batch_size` and `record.parallel_checkpoints` must be at least 1");
@@ -192,7 +201,10 @@ impl PipelineConfig {
             }
         }
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
-            bail!("`run.name` = \"{}\": must be a non-empty folder name", self.run.name);
+            bail!(
+                "`run.name` = \"{}\": must be a non-empty folder name",
+                self.run.name
+            );
         }
         model::device(&self.run.backend).context("`run.backend`")?;
         Ok(())
@@ -214,7 +226,11 @@ impl PipelineConfig {
 
     /// Entries recorded per token and layer.
     pub fn record_k(&self) -> usize {
-        if self.record.k == 0 { self.model.topk_k } else { self.record.k }
+        if self.record.k == 0 {
+            self.model.topk_k
+        } else {
+            self.record.k
+        }
     }
 
     /// The config as TOML.
@@ -241,7 +257,10 @@ fn parse_value(text: &str) -> toml::Value {
 
 fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
     let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().filter(|s| !s.is_empty()).with_context(|| format!("--set: empty key in `{key}`"))?;
+    let last = parts
+        .pop()
+        .filter(|s| !s.is_empty())
+        .with_context(|| format!("--set: empty key in `{key}`"))?;
     let mut t = table;
     for part in parts {
         t = t
@@ -257,7 +276,11 @@ fn insert_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result
 /// Lays `over` onto `base`, rejecting keys the defaults do not have.
 fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str, source: &str) -> Result<()> {
     for (key, value) in over {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o, &path, source)?,
             (Some(toml::Value::Table(_)), v) => {
@@ -269,13 +292,177 @@ fn merge(base: &mut toml::Table, over: toml::Table, prefix: &str, source: &str) 
                 let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
                 bail!(
                     "{source}: unknown key `{path}`; known keys{}: {}",
-                    if prefix.is_empty() { String::new() } else { format!(" in [{prefix}]") },
+                    if prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in [{prefix}]")
+                    },
                     known.join(", ")
                 )
             }
         }
     }
     Ok(())
+}
+
+/// One-line documentation of each key, for `pipeline config init`.
+const KEY_DOCS: &[(&str, &str)] = &[
+    ("run.name", "run name: outputs go to <dir>/<name>/"),
+    ("run.dir", "parent folder of run directories"),
+    (
+        "run.preset",
+        "tiny (minutes on 2 CPU cores), small, or paper (24 layers, GPU)",
+    ),
+    (
+        "run.backend",
+        "flex (pure-Rust CPU) or wgpu (GPU; build with --features wgpu)",
+    ),
+    (
+        "data.corpus",
+        "file or folder of .txt (blank-line separated documents), .jsonl or .parquet; .gz allowed",
+    ),
+    (
+        "data.text_field",
+        "JSONL field / Parquet column holding the text",
+    ),
+    (
+        "data.lexicon",
+        "lemma<TAB>concept TSV (bundled: WordNet 3.0 supersenses)",
+    ),
+    (
+        "data.tokenizer",
+        "existing tokenizer.json to use (\"\" = train a byte-level BPE)",
+    ),
+    (
+        "data.val_fraction",
+        "share of documents held out (seeded hash of the document id)",
+    ),
+    (
+        "data.eval_tokens",
+        "evaluation tokens recorded and analysed",
+    ),
+    ("data.seed", "seed of the train/validation split"),
+    (
+        "models",
+        "models trained on the same data and seed: topk and its dense baseline",
+    ),
+    (
+        "model.vocab_size",
+        "tokenizer size (the BPE is trained to this many tokens)",
+    ),
+    ("model.block_size", "context length in tokens"),
+    (
+        "model.d_model",
+        "residual stream width; TopK neurons are its coordinates",
+    ),
+    ("model.n_heads", "attention heads (must divide d_model)"),
+    ("model.n_layers", "transformer blocks"),
+    ("model.d_ff", "MLP hidden width"),
+    (
+        "model.topk_k",
+        "entries kept per token by each TopK block (paper: topk-k)",
+    ),
+    (
+        "model.n_nontopk",
+        "final blocks left dense (paper: n-nontopk)",
+    ),
+    (
+        "model.topk_by",
+        "\"value\" (largest signed values) or \"abs\" (largest magnitudes)",
+    ),
+    ("model.topk_relu", "apply ReLU to kept entries"),
+    ("model.positional", "\"learned\" or \"rope\""),
+    (
+        "model.tie_embeddings",
+        "share token embedding and unembedding",
+    ),
+    ("train.steps", "optimizer steps"),
+    ("train.batch_size", "sequences per micro-batch"),
+    ("train.grad_accum", "micro-batches per optimizer step"),
+    ("train.lr", "peak learning rate"),
+    ("train.min_lr_ratio", "cosine floor as a fraction of lr"),
+    ("train.warmup_steps", "linear warm-up steps"),
+    ("train.weight_decay", "AdamW weight decay"),
+    ("train.beta1", "AdamW beta1"),
+    ("train.beta2", "AdamW beta2"),
+    ("train.grad_clip", "global gradient-norm clip (0 = off)"),
+    (
+        "train.checkpoint_every",
+        "checkpoint period after the log-spaced early checkpoints 0, 1, 2, 4, ...",
+    ),
+    (
+        "train.eval_batches",
+        "validation micro-batches per checkpoint",
+    ),
+    ("train.seed", "seed of initialisation and data order"),
+    ("train.topk_k_start", "anneal k from this value (0 = off)"),
+    ("train.topk_anneal_steps", "steps of the k annealing"),
+    (
+        "record.k",
+        "entries recorded per token and layer (0 = model.topk_k); dense layers keep their top-k",
+    ),
+    ("record.batch_size", "sequences per forward pass"),
+    (
+        "record.parallel_checkpoints",
+        "checkpoints recorded at once",
+    ),
+    (
+        "analyze.weight",
+        "\"value\" (weight activations by |value|) or \"count\"",
+    ),
+    (
+        "analyze.none_as_concept",
+        "count tokens without a concept as a \"none\" concept",
+    ),
+    (
+        "analyze.min_count",
+        "neurons with fewer observations are flagged low_count",
+    ),
+    ("analyze.top_n", "top activating contexts kept per neuron"),
+    (
+        "analyze.context_before",
+        "tokens of context before an activating token",
+    ),
+    ("analyze.context_after", "tokens of context after it"),
+    (
+        "analyze.stable_cosine",
+        "cosine between checkpoints at or above which a neuron is stable",
+    ),
+    (
+        "analyze.formation_entropy",
+        "normalised semantic entropy below which a neuron has formed",
+    ),
+    (
+        "report.neurons_per_layer",
+        "concept-specific neurons listed per model and layer",
+    ),
+];
+
+/// The config as TOML with a comment above every key.
+pub fn commented_toml(cfg: &PipelineConfig) -> String {
+    let mut out = String::from(
+        "# pipeline.toml: every key with its default. Delete what you do not change.\n",
+    );
+    let mut section = String::new();
+    for line in cfg.to_toml().lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = name.to_owned();
+            out.push('\n');
+        } else if let Some((key, _)) = trimmed.split_once(" = ") {
+            let full = if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            };
+            if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
+                out.push_str(&format!("# {doc}\n"));
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -294,7 +481,11 @@ mod tests {
 
     #[test]
     fn set_overrides_values_and_preset() {
-        let cfg = PipelineConfig::load(None, &sets(&["train.steps=7", "run.preset=small", "run.name=x"])).unwrap();
+        let cfg = PipelineConfig::load(
+            None,
+            &sets(&["train.steps=7", "run.preset=small", "run.name=x"]),
+        )
+        .unwrap();
         assert_eq!(cfg.train.steps, 7);
         assert_eq!(cfg.model.d_model, GptConfig::small(1).d_model);
         assert_eq!(cfg.run.name, "x");
@@ -324,82 +515,9 @@ mod tests {
         let path = dir.path().join("p.toml");
         std::fs::write(&path, "[train]\nsteps = 11\n[model]\ntopk_k = 8\n").unwrap();
         let cfg = PipelineConfig::load(Some(&path), &sets(&["train.steps=12"])).unwrap();
-        assert_eq!((cfg.train.steps, cfg.model.topk_k, cfg.model.d_model), (12, 8, 128));
+        assert_eq!(
+            (cfg.train.steps, cfg.model.topk_k, cfg.model.d_model),
+            (12, 8, 128)
+        );
     }
-}
-
-/// One-line documentation of each key, for `pipeline config init`.
-const KEY_DOCS: &[(&str, &str)] = &[
-    ("run.name", "run name: outputs go to <dir>/<name>/"),
-    ("run.dir", "parent folder of run directories"),
-    ("run.preset", "tiny (minutes on 2 CPU cores), small, or paper (24 layers, GPU)"),
-    ("run.backend", "flex (pure-Rust CPU) or wgpu (GPU; build with --features wgpu)"),
-    ("data.corpus", "file or folder of .txt (blank-line separated documents), .jsonl or .parquet; .gz allowed"),
-    ("data.text_field", "JSONL field / Parquet column holding the text"),
-    ("data.lexicon", "lemma<TAB>concept TSV (bundled: WordNet 3.0 supersenses)"),
-    ("data.tokenizer", "existing tokenizer.json to use (\"\" = train a byte-level BPE)"),
-    ("data.val_fraction", "share of documents held out (seeded hash of the document id)"),
-    ("data.eval_tokens", "evaluation tokens recorded and analysed"),
-    ("data.seed", "seed of the train/validation split"),
-    ("models", "models trained on the same data and seed: topk and its dense baseline"),
-    ("model.vocab_size", "tokenizer size (the BPE is trained to this many tokens)"),
-    ("model.block_size", "context length in tokens"),
-    ("model.d_model", "residual stream width; TopK neurons are its coordinates"),
-    ("model.n_heads", "attention heads (must divide d_model)"),
-    ("model.n_layers", "transformer blocks"),
-    ("model.d_ff", "MLP hidden width"),
-    ("model.topk_k", "entries kept per token by each TopK block (paper: topk-k)"),
-    ("model.n_nontopk", "final blocks left dense (paper: n-nontopk)"),
-    ("model.topk_by", "\"value\" (largest signed values) or \"abs\" (largest magnitudes)"),
-    ("model.topk_relu", "apply ReLU to kept entries"),
-    ("model.positional", "\"learned\" or \"rope\""),
-    ("model.tie_embeddings", "share token embedding and unembedding"),
-    ("train.steps", "optimizer steps"),
-    ("train.batch_size", "sequences per micro-batch"),
-    ("train.grad_accum", "micro-batches per optimizer step"),
-    ("train.lr", "peak learning rate"),
-    ("train.min_lr_ratio", "cosine floor as a fraction of lr"),
-    ("train.warmup_steps", "linear warm-up steps"),
-    ("train.weight_decay", "AdamW weight decay"),
-    ("train.beta1", "AdamW beta1"),
-    ("train.beta2", "AdamW beta2"),
-    ("train.grad_clip", "global gradient-norm clip (0 = off)"),
-    ("train.checkpoint_every", "checkpoint period after the log-spaced early checkpoints 0, 1, 2, 4, ..."),
-    ("train.eval_batches", "validation micro-batches per checkpoint"),
-    ("train.seed", "seed of initialisation and data order"),
-    ("train.topk_k_start", "anneal k from this value (0 = off)"),
-    ("train.topk_anneal_steps", "steps of the k annealing"),
-    ("record.k", "entries recorded per token and layer (0 = model.topk_k); dense layers keep their top-k"),
-    ("record.batch_size", "sequences per forward pass"),
-    ("record.parallel_checkpoints", "checkpoints recorded at once"),
-    ("analyze.weight", "\"value\" (weight activations by |value|) or \"count\""),
-    ("analyze.none_as_concept", "count tokens without a concept as a \"none\" concept"),
-    ("analyze.min_count", "neurons with fewer observations are flagged low_count"),
-    ("analyze.top_n", "top activating contexts kept per neuron"),
-    ("analyze.context_before", "tokens of context before an activating token"),
-    ("analyze.context_after", "tokens of context after it"),
-    ("analyze.stable_cosine", "cosine between checkpoints at or above which a neuron is stable"),
-    ("analyze.formation_entropy", "normalised semantic entropy below which a neuron has formed"),
-    ("report.neurons_per_layer", "concept-specific neurons listed per model and layer"),
-];
-
-/// The config as TOML with a comment above every key.
-pub fn commented_toml(cfg: &PipelineConfig) -> String {
-    let mut out = String::from("# pipeline.toml: every key with its default. Delete what you do not change.\n");
-    let mut section = String::new();
-    for line in cfg.to_toml().lines() {
-        let trimmed = line.trim();
-        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            section = name.to_owned();
-            out.push('\n');
-        } else if let Some((key, _)) = trimmed.split_once(" = ") {
-            let full = if section.is_empty() { key.to_owned() } else { format!("{section}.{key}") };
-            if let Some((_, doc)) = KEY_DOCS.iter().find(|(k, _)| *k == full) {
-                out.push_str(&format!("# {doc}\n"));
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }

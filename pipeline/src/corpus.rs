@@ -20,20 +20,37 @@ pub struct Document {
 /// Why a corpus cannot be read; each names the file and, where it helps, the line or offset.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    #[error("corpus path {0} does not exist; set `data.corpus` to a file or folder of .txt, .jsonl or .parquet")]
+    #[error(
+        "corpus path {0} does not exist; set `data.corpus` to a file or folder of .txt, .jsonl or .parquet"
+    )]
     Missing(PathBuf),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not UTF-8 text (invalid byte at offset {offset}); convert it to UTF-8")]
     NotUtf8 { path: PathBuf, offset: usize },
     #[error("{path}:{line}: not valid JSON ({message})")]
-    BadJson { path: PathBuf, line: usize, message: String },
+    BadJson {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}:{line}: no string field `{field}` (set `data.text_field`)")]
-    MissingField { path: PathBuf, line: usize, field: String },
+    MissingField {
+        path: PathBuf,
+        line: usize,
+        field: String,
+    },
     #[error("{path}: cannot read Parquet: {message}")]
     BadParquet { path: PathBuf, message: String },
     #[error("{path}: no string column `{field}` (set `data.text_field`); columns: {columns}")]
-    MissingColumn { path: PathBuf, field: String, columns: String },
+    MissingColumn {
+        path: PathBuf,
+        field: String,
+        columns: String,
+    },
     #[error("{0}: no .txt, .jsonl or .parquet files found")]
     NoFiles(PathBuf),
     #[error("the corpus at {0} has no text")]
@@ -52,7 +69,11 @@ pub fn read_corpus(path: &Path, text_field: &str) -> Result<Vec<Document>, Corpu
     }
     let mut docs = Vec::new();
     for file in &files {
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_lowercase();
         let stem = name.strip_suffix(".gz").unwrap_or(&name);
         let texts = if stem.ends_with(".parquet") {
             read_parquet(file, text_field)?
@@ -65,10 +86,16 @@ pub fn read_corpus(path: &Path, text_field: &str) -> Result<Vec<Document>, Corpu
             }
         };
         let label = file.display().to_string();
-        docs.extend(texts.into_iter().enumerate().filter(|(_, t)| !t.trim().is_empty()).map(|(i, text)| Document {
-            id: format!("{label}#{i}"),
-            text,
-        }));
+        docs.extend(
+            texts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, t)| !t.trim().is_empty())
+                .map(|(i, text)| Document {
+                    id: format!("{label}#{i}"),
+                    text,
+                }),
+        );
     }
     if docs.is_empty() {
         return Err(CorpusError::Empty(path.to_owned()));
@@ -81,15 +108,28 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
         out.push(path.to_owned());
         return Ok(());
     }
-    let io = |source| CorpusError::Io { path: path.to_owned(), source };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path).map_err(io)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let io = |source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_lowercase();
         let stem = name.strip_suffix(".gz").unwrap_or(&name).to_owned();
         if p.is_dir() {
             collect(&p, out)?;
-        } else if [".txt", ".jsonl", ".ndjson", ".parquet"].iter().any(|e| stem.ends_with(e)) {
+        } else if [".txt", ".jsonl", ".ndjson", ".parquet"]
+            .iter()
+            .any(|e| stem.ends_with(e))
+        {
             out.push(p);
         }
     }
@@ -97,11 +137,16 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
-    let io = |source| CorpusError::Io { path: path.to_owned(), source };
+    let io = |source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let raw = std::fs::read(path).map_err(io)?;
     if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(io)?;
         return Ok(out);
     }
     Ok(raw)
@@ -141,39 +186,59 @@ fn read_jsonl(path: &Path, text: &str, field: &str) -> Result<Vec<String>, Corpu
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| CorpusError::BadJson {
-            path: path.to_owned(),
-            line: i + 1,
-            message: e.to_string(),
-        })?;
-        let text = value.get(field).and_then(|v| v.as_str()).ok_or_else(|| CorpusError::MissingField {
-            path: path.to_owned(),
-            line: i + 1,
-            field: field.to_owned(),
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| CorpusError::BadJson {
+                path: path.to_owned(),
+                line: i + 1,
+                message: e.to_string(),
+            })?;
+        let text =
+            value
+                .get(field)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| CorpusError::MissingField {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    field: field.to_owned(),
+                })?;
         out.push(text.to_owned());
     }
     Ok(out)
 }
 
 fn read_parquet(path: &Path, field: &str) -> Result<Vec<String>, CorpusError> {
-    let bad = |e: &dyn std::fmt::Display| CorpusError::BadParquet { path: path.to_owned(), message: e.to_string() };
+    let bad = |e: &dyn std::fmt::Display| CorpusError::BadParquet {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
     let bytes = bytes::Bytes::from(read_bytes(path)?);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
     let schema = builder.schema().clone();
     let column = schema.index_of(field).ok().filter(|&i| {
-        matches!(schema.field(i).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        matches!(
+            schema.field(i).data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        )
     });
     let Some(column) = column else {
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        return Err(CorpusError::MissingColumn { path: path.to_owned(), field: field.to_owned(), columns: columns.join(", ") });
+        return Err(CorpusError::MissingColumn {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            columns: columns.join(", "),
+        });
     };
     let mut out = Vec::new();
     for batch in builder.build().map_err(|e| bad(&e))? {
         let batch = batch.map_err(|e| bad(&e))?;
-        let col = arrow::compute::cast(batch.column(column), &DataType::Utf8).map_err(|e| bad(&e))?;
+        let col =
+            arrow::compute::cast(batch.column(column), &DataType::Utf8).map_err(|e| bad(&e))?;
         let strings = col.as_string::<i32>();
-        out.extend((0..strings.len()).filter(|&i| strings.is_valid(i)).map(|i| strings.value(i).to_owned()));
+        out.extend(
+            (0..strings.len())
+                .filter(|&i| strings.is_valid(i))
+                .map(|i| strings.value(i).to_owned()),
+        );
     }
     Ok(out)
 }
@@ -184,7 +249,10 @@ mod tests {
 
     #[test]
     fn paragraphs_split_on_blank_lines() {
-        assert_eq!(split_paragraphs("a b\nc\n\n\n d \n\ne\n"), vec!["a b\nc", " d ", "e"]);
+        assert_eq!(
+            split_paragraphs("a b\nc\n\n\n d \n\ne\n"),
+            vec!["a b\nc", " d ", "e"]
+        );
     }
 
     #[test]
@@ -193,7 +261,10 @@ mod tests {
         let latin1 = dir.path().join("latin1.txt");
         std::fs::write(&latin1, b"caf\xe9 au lait").unwrap();
         let err = read_corpus(&latin1, "text").unwrap_err().to_string();
-        assert!(err.contains("latin1.txt") && err.contains("offset 3"), "{err}");
+        assert!(
+            err.contains("latin1.txt") && err.contains("offset 3"),
+            "{err}"
+        );
 
         let jsonl = dir.path().join("d.jsonl");
         std::fs::write(&jsonl, "{\"text\": \"ok\"}\n{\"body\": \"no\"}\n").unwrap();
@@ -202,27 +273,47 @@ mod tests {
 
         std::fs::write(&jsonl, "{\"text\": \"ok\"}\nnot json\n").unwrap();
         let err = read_corpus(&jsonl, "text").unwrap_err().to_string();
-        assert!(err.contains("d.jsonl:2") && err.contains("not valid JSON"), "{err}");
+        assert!(
+            err.contains("d.jsonl:2") && err.contains("not valid JSON"),
+            "{err}"
+        );
 
         let pq = dir.path().join("x.parquet");
         std::fs::write(&pq, b"PAR1 garbage").unwrap();
         let err = read_corpus(&pq, "text").unwrap_err().to_string();
-        assert!(err.contains("x.parquet") && err.contains("Parquet"), "{err}");
+        assert!(
+            err.contains("x.parquet") && err.contains("Parquet"),
+            "{err}"
+        );
 
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "\n\n  \n").unwrap();
-        assert!(matches!(read_corpus(&empty, "text"), Err(CorpusError::Empty(_))));
-        assert!(matches!(read_corpus(&dir.path().join("nope"), "text"), Err(CorpusError::Missing(_))));
+        assert!(matches!(
+            read_corpus(&empty, "text"),
+            Err(CorpusError::Empty(_))
+        ));
+        assert!(matches!(
+            read_corpus(&dir.path().join("nope"), "text"),
+            Err(CorpusError::Missing(_))
+        ));
     }
 
     #[test]
     fn jsonl_and_gzip_text_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.jsonl"), "{\"text\": \"one\"}\n\n{\"text\": \"two\"}\n").unwrap();
+        std::fs::write(
+            dir.path().join("a.jsonl"),
+            "{\"text\": \"one\"}\n\n{\"text\": \"two\"}\n",
+        )
+        .unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, b"three\n\nfour").unwrap();
         std::fs::write(dir.path().join("b.txt.gz"), gz.finish().unwrap()).unwrap();
-        let docs: Vec<String> = read_corpus(dir.path(), "text").unwrap().into_iter().map(|d| d.text).collect();
+        let docs: Vec<String> = read_corpus(dir.path(), "text")
+            .unwrap()
+            .into_iter()
+            .map(|d| d.text)
+            .collect();
         assert_eq!(docs, vec!["one", "two", "three", "four"]);
     }
 }

@@ -19,7 +19,10 @@ impl Lexicon {
     /// Reads a TSV (`lemma<TAB>concept[<TAB>senses]`, `#` comments, optionally gzipped).
     pub fn load(path: &Path) -> Result<Self> {
         let raw = std::fs::read(path).with_context(|| {
-            format!("cannot read the lexicon {}; set `data.lexicon` to a lemma<TAB>concept TSV", path.display())
+            format!(
+                "cannot read the lexicon {}; set `data.lexicon` to a lemma<TAB>concept TSV",
+                path.display()
+            )
         })?;
         let text = if path.extension().is_some_and(|e| e == "gz") {
             let mut s = String::new();
@@ -43,7 +46,10 @@ impl Lexicon {
             }
             let mut fields = line.split('\t');
             let (Some(lemma), Some(concept)) = (fields.next(), fields.next()) else {
-                bail!("line {}: expected `lemma<TAB>concept`, found {line:?}", i + 1);
+                bail!(
+                    "line {}: expected `lemma<TAB>concept`, found {line:?}",
+                    i + 1
+                );
             };
             let next = lex.concepts.len() + 1;
             let id = *ids.entry(concept.to_owned()).or_insert_with(|| {
@@ -57,7 +63,9 @@ impl Lexicon {
 
     /// Concept id of a word as it appears in text (normalised, then lemmatised).
     pub fn concept_of(&self, word: &str) -> Option<u16> {
-        lemma_candidates(word).into_iter().find_map(|c| self.by_lemma.get(&c).copied())
+        lemma_candidates(word)
+            .into_iter()
+            .find_map(|c| self.by_lemma.get(&c).copied())
     }
 
     /// Name of a concept id.
@@ -66,6 +74,7 @@ impl Lexicon {
     }
 
     /// Lemmas known.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         self.by_lemma.len()
     }
@@ -73,7 +82,8 @@ impl Lexicon {
 
 /// The lower-cased letters of a word with surrounding punctuation removed ("" if none).
 pub fn normalise_word(word: &str) -> String {
-    word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
+    word.trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
 }
 
 /// The word itself, then inflectional guesses (a tiny version of WordNet's morphy):
@@ -82,8 +92,20 @@ pub fn lemma_candidates(word: &str) -> Vec<String> {
     let w = normalise_word(word);
     let mut out = vec![w.clone()];
     let rules: &[(&str, &str)] = &[
-        ("ies", "y"), ("ves", "f"), ("ses", "s"), ("xes", "x"), ("ches", "ch"), ("shes", "sh"),
-        ("s", ""), ("ied", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"), ("er", ""), ("est", ""),
+        ("ies", "y"),
+        ("ves", "f"),
+        ("ses", "s"),
+        ("xes", "x"),
+        ("ches", "ch"),
+        ("shes", "sh"),
+        ("s", ""),
+        ("ied", "y"),
+        ("ed", ""),
+        ("ed", "e"),
+        ("ing", ""),
+        ("ing", "e"),
+        ("er", ""),
+        ("est", ""),
     ];
     for (suffix, replacement) in rules {
         if let Some(stem) = w.strip_suffix(suffix)
@@ -116,7 +138,10 @@ mod tests {
 
     #[test]
     fn a_malformed_line_is_named() {
-        let err = format!("{:#}", Lexicon::parse("dog\tnoun.animal\ncat\n").unwrap_err());
+        let err = format!(
+            "{:#}",
+            Lexicon::parse("dog\tnoun.animal\ncat\n").unwrap_err()
+        );
         assert!(err.contains("line 2"), "{err}");
     }
 

@@ -35,8 +35,16 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
     let cfg = PipelineConfig::load(g.config.as_deref(), &g.sets)?;
-    let ui = Ui { quiet: g.quiet, json: g.json };
-    let ctx = Ctx { run_dir: cfg.run_dir(), cfg, force: g.force, ui };
+    let ui = Ui {
+        quiet: g.quiet,
+        json: g.json,
+    };
+    let ctx = Ctx {
+        run_dir: cfg.run_dir(),
+        cfg,
+        force: g.force,
+        ui,
+    };
     match cli.command {
         Command::Run { stage } => {
             if stage == "all" {
@@ -51,7 +59,10 @@ fn run(cli: Cli) -> Result<()> {
             } else if STAGES.contains(&stage.as_str()) {
                 run_stage(&ctx, &stage)
             } else {
-                bail!("unknown stage `{stage}`; use `all` or one of: {}", STAGES.join(", "))
+                bail!(
+                    "unknown stage `{stage}`; use `all` or one of: {}",
+                    STAGES.join(", ")
+                )
             }
         }
         Command::Prepare => run_stage(&ctx, "prepare"),
@@ -60,11 +71,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze => run_stage(&ctx, "analyze"),
         Command::Report => run_stage(&ctx, "report"),
         Command::Sql(args) => sql::run(&ctx, &args),
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
             print!("{}", ctx.cfg.to_toml());
             Ok(())
         }
-        Command::Config { action: ConfigAction::Init { path } } => {
+        Command::Config {
+            action: ConfigAction::Init { path },
+        } => {
             if path.exists() && !g.force {
                 bail!("{} exists; pass --force to overwrite it", path.display());
             }
@@ -85,5 +100,7 @@ fn run_stage(ctx: &Ctx, stage: &str) -> Result<()> {
         "report" => stages::report::run(ctx),
         _ => unreachable!("stage names come from STAGES"),
     };
-    outcome.map(|_| ()).map_err(|e| e.context(format!("{stage} failed")))
+    outcome
+        .map(|_| ())
+        .map_err(|e| e.context(format!("{stage} failed")))
 }

@@ -48,15 +48,20 @@ impl Manifest {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| {
-            format!("{} is not a valid manifest; move it away to start the run afresh", path.display())
+            format!(
+                "{} is not a valid manifest; move it away to start the run afresh",
+                path.display()
+            )
         })
     }
 
     /// Writes the manifest atomically.
     pub fn save(&self, run_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("cannot create {}", run_dir.display()))?;
         let path = run_dir.join(MANIFEST);
         write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
     }
@@ -65,7 +70,8 @@ impl Manifest {
 /// Writes `bytes` to `path` under a temporary name, then renames.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
@@ -82,8 +88,10 @@ pub fn hash_path(path: &Path) -> Result<String> {
     for file in files {
         let rel = file.strip_prefix(path).unwrap_or(&file);
         hasher.update(rel.to_string_lossy().as_bytes());
-        let mut f = std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
-        std::io::copy(&mut f, &mut hasher).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut f = std::fs::File::open(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        std::io::copy(&mut f, &mut hasher)
+            .with_context(|| format!("cannot read {}", file.display()))?;
     }
     Ok(hex::encode(hasher.finalize()))
 }
@@ -93,10 +101,14 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         out.push(path.to_owned());
         return Ok(());
     }
-    let entries = std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let entries =
+        std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
     for entry in entries {
         let p = entry?.path();
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if !hidden {
             collect_files(&p, out)?;
         }
@@ -106,14 +118,19 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// SHA-256 of a serialisable value (a config section).
 pub fn hash_value<T: Serialize>(value: &T) -> String {
-    hex::encode(Sha256::digest(serde_json::to_vec(value).expect("serialisable")))
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(value).expect("serialisable"),
+    ))
 }
 
 /// Versions of the crates that shape results, from the lock file at build time.
 pub fn versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("pipeline".into(), env!("CARGO_PKG_VERSION").into());
-    for line in env!("PIPELINE_DEP_VERSIONS").split(',').filter(|s| !s.is_empty()) {
+    for line in env!("PIPELINE_DEP_VERSIONS")
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         if let Some((name, version)) = line.split_once('=') {
             v.insert(name.into(), version.into());
         }
@@ -123,6 +140,11 @@ pub fn versions() -> BTreeMap<String, String> {
 
 /// The git commit of the working directory, if it is a checkout.
 pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

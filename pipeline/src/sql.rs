@@ -12,13 +12,27 @@ use crate::stages::analyze::{MEMORY_LIMIT, runtime};
 /// Runs `pipeline sql`.
 pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
     let rt = runtime()?;
-    let session = rt.block_on(open_run(&ctx.run_dir, &SessionOptions { memory_limit: Some(MEMORY_LIMIT), ..Default::default() }))?;
-    if table_names(&session).iter().all(|t| t == "latest_activations") {
-        anyhow::bail!("{} has no tables yet; run `pipeline run all` first", ctx.run_dir.display());
+    let session = rt.block_on(open_run(
+        &ctx.run_dir,
+        &SessionOptions {
+            memory_limit: Some(MEMORY_LIMIT),
+            ..Default::default()
+        },
+    ))?;
+    if table_names(&session)
+        .iter()
+        .all(|t| t == "latest_activations")
+    {
+        anyhow::bail!(
+            "{} has no tables yet; run `pipeline run all` first",
+            ctx.run_dir.display()
+        );
     }
     let query = match (&args.query, &args.file) {
         (Some(q), _) => q.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
         (None, None) => return repl(&rt, &session, ctx),
     };
     let batches = rt.block_on(execute(&session, &query))?;
@@ -40,15 +54,26 @@ pub async fn execute(session: &SessionContext, query: &str) -> Result<Vec<Record
     Ok(df.collect().await?)
 }
 
-fn emit(batches: &[RecordBatch], format: OutputFormat, output: Option<&std::path::Path>) -> Result<()> {
+fn emit(
+    batches: &[RecordBatch],
+    format: OutputFormat,
+    output: Option<&std::path::Path>,
+) -> Result<()> {
     let mut bytes = Vec::new();
     match format {
-        OutputFormat::Table => bytes.extend(arrow::util::pretty::pretty_format_batches(batches)?.to_string().into_bytes()),
+        OutputFormat::Table => bytes.extend(
+            arrow::util::pretty::pretty_format_batches(batches)?
+                .to_string()
+                .into_bytes(),
+        ),
         OutputFormat::Csv => bytes.extend(to_csv(batches)?.into_bytes()),
         OutputFormat::Json => bytes.extend(to_json_lines(batches)?.into_bytes()),
         OutputFormat::Parquet => {
             let path = output.context("--format parquet needs --output FILE")?;
-            let schema = batches.first().map(|b| b.schema()).context("the query returned no batches")?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .context("the query returned no batches")?;
             queries::parquet_io::write_parquet(path, schema, batches, &[])?;
             return Ok(());
         }
@@ -105,14 +130,24 @@ fn repl(rt: &tokio::runtime::Runtime, session: &SessionContext, ctx: &Ctx) -> Re
 /// CSV with a header row; fields with commas, quotes or newlines are quoted.
 pub fn to_csv(batches: &[RecordBatch]) -> Result<String> {
     let mut out = String::new();
-    let Some(first) = batches.first() else { return Ok(out) };
-    let header: Vec<String> = first.schema().fields().iter().map(|f| csv_field(f.name())).collect();
+    let Some(first) = batches.first() else {
+        return Ok(out);
+    };
+    let header: Vec<String> = first
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| csv_field(f.name()))
+        .collect();
     out.push_str(&header.join(","));
     out.push('\n');
     for b in batches {
         let fmt = formatters(b)?;
         for row in 0..b.num_rows() {
-            let cells: Vec<String> = fmt.iter().map(|f| csv_field(&f.value(row).to_string())).collect();
+            let cells: Vec<String> = fmt
+                .iter()
+                .map(|f| csv_field(&f.value(row).to_string()))
+                .collect();
             out.push_str(&cells.join(","));
             out.push('\n');
         }
@@ -134,7 +169,9 @@ pub fn to_json_lines(batches: &[RecordBatch]) -> Result<String> {
                 let text = f.value(row).to_string();
                 let value = if b.column(c).is_null(row) {
                     serde_json::Value::Null
-                } else if field.data_type().is_numeric() || field.data_type() == &arrow::datatypes::DataType::Boolean {
+                } else if field.data_type().is_numeric()
+                    || field.data_type() == &arrow::datatypes::DataType::Boolean
+                {
                     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
                 } else {
                     serde_json::Value::String(text)
@@ -150,9 +187,16 @@ pub fn to_json_lines(batches: &[RecordBatch]) -> Result<String> {
 
 fn formatters(b: &RecordBatch) -> Result<Vec<arrow::util::display::ArrayFormatter<'_>>> {
     let options = arrow::util::display::FormatOptions::default();
-    Ok(b.columns().iter().map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)).collect::<std::result::Result<_, _>>()?)
+    Ok(b.columns()
+        .iter()
+        .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }

@@ -20,7 +20,11 @@ impl Ui {
         let template = format!(
             "{{prefix:>9.bold}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}"
         );
-        bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(&template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(what.to_owned());
         bar
     }
@@ -45,7 +49,9 @@ pub fn init_logging(verbose: u8, json: bool, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIPELINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if json { "info" } else { level }));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

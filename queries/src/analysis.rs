@@ -7,10 +7,10 @@ use std::time::Instant;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use crate::Result;
 use crate::parquet_io::AtomicParquet;
 use crate::session::{derived_path, register, require_table};
 use crate::sql::{AnalysisParams, DERIVED_TABLES};
-use crate::Result;
 
 /// One derived table written.
 #[derive(Debug, Clone)]
@@ -21,7 +21,12 @@ pub struct DerivedOutput {
 }
 
 /// Runs the SQL of one derived table and streams its result into Parquet.
-pub async fn write_query(ctx: &SessionContext, sql: &str, path: &Path, metadata: &[(&str, String)]) -> Result<usize> {
+pub async fn write_query(
+    ctx: &SessionContext,
+    sql: &str,
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<usize> {
     let df = ctx.sql(sql).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let mut stream = df.execute_stream().await?;
@@ -64,8 +69,15 @@ pub async fn run_analysis(
 /// The optimal matching between each model's last two checkpoints, per layer, written to
 /// `analyze/matching.parquet` (model, layer, step_prev, step, neuron_prev, neuron, cosine,
 /// same_index). Only the last pair: the pairwise similarity join costs k² rows per token.
-pub async fn write_matching(ctx: &SessionContext, run_dir: &Path, d_model: usize, metadata: &[(&str, String)]) -> Result<usize> {
-    use arrow::array::{BooleanArray, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+pub async fn write_matching(
+    ctx: &SessionContext,
+    run_dir: &Path,
+    d_model: usize,
+    metadata: &[(&str, String)],
+) -> Result<usize> {
+    use arrow::array::{
+        BooleanArray, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+    };
     use arrow::datatypes::{DataType, Field, Schema};
 
     use crate::matching::{dense_matrix, optimal_matching};
@@ -77,7 +89,8 @@ pub async fn write_matching(ctx: &SessionContext, run_dir: &Path, d_model: usize
     for (m, s) in models.iter().zip(&step_col) {
         by_model.entry(m.clone()).or_default().push(*s as u32);
     }
-    let (mut model, mut layer, mut step_prev, mut step, mut n_prev, mut n_next, mut cosine) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut model, mut layer, mut step_prev, mut step, mut n_prev, mut n_next, mut cosine) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for (m, steps) in &by_model {
         let [.., a, b] = steps[..] else { continue };
         let sql = include_str!("../sql/pair_similarity.sql")
@@ -85,12 +98,19 @@ pub async fn write_matching(ctx: &SessionContext, run_dir: &Path, d_model: usize
             .replace("{{step_a}}", &a.to_string())
             .replace("{{step_b}}", &b.to_string());
         let rows = collect(ctx, &sql).await?;
-        let (l, na, nb, cos) = (column_f64(&rows, "layer")?, column_f64(&rows, "neuron_a")?, column_f64(&rows, "neuron_b")?, column_f64(&rows, "cosine")?);
+        let (l, na, nb, cos) = (
+            column_f64(&rows, "layer")?,
+            column_f64(&rows, "neuron_a")?,
+            column_f64(&rows, "neuron_b")?,
+            column_f64(&rows, "cosine")?,
+        );
         let mut layers: Vec<u16> = l.iter().map(|x| *x as u16).collect();
         layers.sort();
         layers.dedup();
         for lay in layers {
-            let entries = (0..l.len()).filter(|&i| l[i] as u16 == lay).map(|i| (na[i] as usize, nb[i] as usize, cos[i]));
+            let entries = (0..l.len())
+                .filter(|&i| l[i] as u16 == lay)
+                .map(|i| (na[i] as usize, nb[i] as usize, cos[i]));
             for mt in optimal_matching(&dense_matrix(d_model, entries)) {
                 model.push(m.clone());
                 layer.push(lay);

@@ -2,8 +2,8 @@
 //! the DataFusion session that registers them.
 
 pub mod analysis;
-pub mod matching;
 mod error;
+pub mod matching;
 pub mod parquet_io;
 pub mod schema;
 pub mod session;

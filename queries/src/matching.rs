@@ -24,13 +24,26 @@ pub fn optimal_matching(similarity: &[Vec<f64>]) -> Vec<Match> {
     if n == 0 {
         return vec![];
     }
-    let weights = Matrix::from_fn(n, n, |(i, j)| (similarity[i][j].clamp(-1.0, 1.0) * SCALE).round() as i64);
+    let weights = Matrix::from_fn(n, n, |(i, j)| {
+        (similarity[i][j].clamp(-1.0, 1.0) * SCALE).round() as i64
+    });
     let (_, assignment) = kuhn_munkres(&weights);
-    assignment.into_iter().enumerate().map(|(a, b)| Match { a, b, score: similarity[a][b] }).collect()
+    assignment
+        .into_iter()
+        .enumerate()
+        .map(|(a, b)| Match {
+            a,
+            b,
+            score: similarity[a][b],
+        })
+        .collect()
 }
 
 /// A dense `n × n` matrix from sparse (i, j, value) entries.
-pub fn dense_matrix(n: usize, entries: impl IntoIterator<Item = (usize, usize, f64)>) -> Vec<Vec<f64>> {
+pub fn dense_matrix(
+    n: usize,
+    entries: impl IntoIterator<Item = (usize, usize, f64)>,
+) -> Vec<Vec<f64>> {
     let mut m = vec![vec![0.0; n]; n];
     for (i, j, v) in entries {
         if i < n && j < n && v.is_finite() {
@@ -51,11 +64,11 @@ mod tests {
         let perm = [3, 0, 4, 1, 2];
         let n = perm.len();
         let mut sim = vec![vec![0.0; n]; n];
-        for i in 0..n {
-            for j in 0..n {
-                sim[i][j] = ((i * 7 + j * 3) % 5) as f64 * 0.1;
+        for (i, row) in sim.iter_mut().enumerate() {
+            for (j, cell) in row.iter_mut().enumerate() {
+                *cell = ((i * 7 + j * 3) % 5) as f64 * 0.1;
             }
-            sim[i][perm[i]] = 0.9;
+            row[perm[i]] = 0.9;
         }
         sim[0][1] = 0.95; // tempting for neuron 0, but neuron 3 needs column 1 more
         sim[3][1] = 0.99;

@@ -20,10 +20,19 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// Writer properties shared by every table: ZSTD, dictionaries, statistics for pruning, and
 /// the schema version plus caller metadata in the footer.
 pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
-    let mut kv = vec![KeyValue::new("schema_version".into(), SCHEMA_VERSION.to_string())];
-    kv.extend(metadata.iter().map(|(k, v)| KeyValue::new((*k).into(), v.clone())));
+    let mut kv = vec![KeyValue::new(
+        "schema_version".into(),
+        SCHEMA_VERSION.to_string(),
+    )];
+    kv.extend(
+        metadata
+            .iter()
+            .map(|(k, v)| KeyValue::new((*k).into(), v.clone())),
+    );
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(kv))
         .build()
@@ -87,7 +96,12 @@ impl Drop for AtomicParquet {
 }
 
 /// Writes whole batches to `path` atomically.
-pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch], metadata: &[(&str, String)]) -> Result<usize> {
+pub fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+    metadata: &[(&str, String)],
+) -> Result<usize> {
     let mut file = AtomicParquet::create(path, schema, metadata)?;
     for batch in batches {
         file.write(batch)?;
@@ -140,13 +154,22 @@ mod tests {
             ],
         )
         .unwrap();
-        let rows = write_parquet(&path, schema, &[batch.clone()], &[("run_id", "r1".into())]).unwrap();
+        let rows = write_parquet(
+            &path,
+            schema,
+            std::slice::from_ref(&batch),
+            &[("run_id", "r1".into())],
+        )
+        .unwrap();
         assert_eq!(rows, 3);
         assert_eq!(read_parquet(&path).unwrap(), vec![batch]);
         let meta = read_metadata(&path).unwrap();
         assert!(meta.contains(&("schema_version".into(), SCHEMA_VERSION.into())));
         assert!(meta.contains(&("run_id".into(), "r1".into())));
-        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("part.parquet")]);
     }
 
@@ -155,7 +178,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.parquet");
         {
-            let _w = AtomicParquet::create(&path, crate::schema::activations_schema(), &[]).unwrap();
+            let _w =
+                AtomicParquet::create(&path, crate::schema::activations_schema(), &[]).unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

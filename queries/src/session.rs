@@ -48,7 +48,10 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
             register(&ctx, table, &path, *partitioned).await?;
         }
     }
-    let derived = crate::sql::DERIVED_TABLES.iter().map(|t| t.name).chain(["matching"]);
+    let derived = crate::sql::DERIVED_TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(["matching"]);
     for name in derived {
         let path = derived_path(run_dir, name);
         if path.exists() {
@@ -56,13 +59,19 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
         }
     }
     if ctx.table_exist("activations")? {
-        ctx.sql(include_str!("../sql/views/latest_activations.sql")).await?;
+        ctx.sql(include_str!("../sql/views/latest_activations.sql"))
+            .await?;
     }
     Ok(ctx)
 }
 
 /// Registers one Parquet file or Hive-partitioned folder.
-pub async fn register(ctx: &SessionContext, table: &str, path: &Path, partitioned: bool) -> Result<()> {
+pub async fn register(
+    ctx: &SessionContext,
+    table: &str,
+    path: &Path,
+    partitioned: bool,
+) -> Result<()> {
     let mut url = path.to_string_lossy().to_string();
     if path.is_dir() && !url.ends_with('/') {
         url.push('/');
@@ -135,10 +144,18 @@ pub fn column_f64(batches: &[arrow::array::RecordBatch], name: &str) -> Result<V
     use arrow::array::{Array, AsArray};
     let mut out = Vec::new();
     for b in batches {
-        let col = b.column_by_name(name).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no column `{name}`")))?;
+        let col = b.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("no column `{name}`"))
+        })?;
         let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64)?;
         let col = col.as_primitive::<arrow::datatypes::Float64Type>();
-        out.extend((0..col.len()).map(|i| if col.is_null(i) { f64::NAN } else { col.value(i) }));
+        out.extend((0..col.len()).map(|i| {
+            if col.is_null(i) {
+                f64::NAN
+            } else {
+                col.value(i)
+            }
+        }));
     }
     Ok(out)
 }
@@ -148,10 +165,18 @@ pub fn column_str(batches: &[arrow::array::RecordBatch], name: &str) -> Result<V
     use arrow::array::{Array, AsArray};
     let mut out = Vec::new();
     for b in batches {
-        let col = b.column_by_name(name).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no column `{name}`")))?;
+        let col = b.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(format!("no column `{name}`"))
+        })?;
         let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
         let col = col.as_string::<i32>();
-        out.extend((0..col.len()).map(|i| if col.is_null(i) { String::new() } else { col.value(i).to_owned() }));
+        out.extend((0..col.len()).map(|i| {
+            if col.is_null(i) {
+                String::new()
+            } else {
+                col.value(i).to_owned()
+            }
+        }));
     }
     Ok(out)
 }

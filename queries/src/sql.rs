@@ -52,7 +52,12 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
     DerivedTable {
         name: "layer_summary",
         sql: include_str!("../sql/layer_summary.sql"),
-        needs: &["neuron_stats", "token_entropy", "semantic_entropy", "lineage"],
+        needs: &[
+            "neuron_stats",
+            "token_entropy",
+            "semantic_entropy",
+            "lineage",
+        ],
     },
 ];
 
@@ -96,17 +101,27 @@ impl AnalysisParams {
     /// Checks option values, naming the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.weight != "value" && self.weight != "count" {
-            return Err(format!("`analyze.weight` = \"{}\": use \"value\" or \"count\"", self.weight));
+            return Err(format!(
+                "`analyze.weight` = \"{}\": use \"value\" or \"count\"",
+                self.weight
+            ));
         }
         if !(0.0..=1.0).contains(&self.stable_cosine) {
-            return Err(format!("`analyze.stable_cosine` = {}: must be in [0, 1]", self.stable_cosine));
+            return Err(format!(
+                "`analyze.stable_cosine` = {}: must be in [0, 1]",
+                self.stable_cosine
+            ));
         }
         Ok(())
     }
 
     /// The SQL of `table` with every placeholder filled in.
     pub fn render(&self, sql: &str) -> String {
-        let weight = if self.weight == "count" { "1.0" } else { "ABS(a.value)" };
+        let weight = if self.weight == "count" {
+            "1.0"
+        } else {
+            "ABS(a.value)"
+        };
         let (concept_filter, none_rule) = if self.none_as_concept {
             ("TRUE", "counted as one \"none\" concept")
         } else {
@@ -120,7 +135,10 @@ impl AnalysisParams {
             .replace("{{before}}", &self.context_before.to_string())
             .replace("{{after}}", &self.context_after.to_string())
             .replace("{{stable_cosine}}", &format!("{:?}", self.stable_cosine))
-            .replace("{{formation_entropy}}", &format!("{:?}", self.formation_entropy))
+            .replace(
+                "{{formation_entropy}}",
+                &format!("{:?}", self.formation_entropy),
+            )
     }
 }
 

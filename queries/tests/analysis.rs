@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow::array::{
+    BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+};
 use queries::parquet_io::write_parquet;
 use queries::schema::{activations_schema, neurons_schema, tokens_schema};
 use queries::session::{SessionOptions, collect, column_f64, column_str, open_run};
@@ -11,7 +13,14 @@ use queries::sql::AnalysisParams;
 
 /// Six tokens; token ids 10, 11, 10, 12, 13, 10; concepts: food, food, food, animal, none, food.
 fn write_tokens(run: &Path) {
-    let concept: Vec<Option<&str>> = vec![Some("noun.food"), Some("noun.food"), Some("noun.food"), Some("noun.animal"), None, Some("noun.food")];
+    let concept: Vec<Option<&str>> = vec![
+        Some("noun.food"),
+        Some("noun.food"),
+        Some("noun.food"),
+        Some("noun.animal"),
+        None,
+        Some("noun.food"),
+    ];
     let concept_id: Vec<Option<u16>> = vec![Some(1), Some(1), Some(1), Some(2), None, Some(1)];
     let batch = RecordBatch::try_new(
         tokens_schema(),
@@ -22,18 +31,33 @@ fn write_tokens(run: &Path) {
             Arc::new(UInt32Array::from(vec![10, 11, 10, 12, 13, 10])),
             Arc::new(StringArray::from(vec!["a", " b", "a", " c", " d", "a"])),
             Arc::new(UInt32Array::from(vec![0, 1, 2, 3, 4, 5])),
-            Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a"), Some("c"), None, Some("a")])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                Some("a"),
+                Some("c"),
+                None,
+                Some("a"),
+            ])),
             Arc::new(StringArray::from(concept)),
             Arc::new(UInt16Array::from(concept_id)),
         ],
     )
     .unwrap();
-    write_parquet(&run.join("prepare/tokens.parquet"), tokens_schema(), &[batch], &[]).unwrap();
+    write_parquet(
+        &run.join("prepare/tokens.parquet"),
+        tokens_schema(),
+        &[batch],
+        &[],
+    )
+    .unwrap();
 }
 
 /// One partition of activations: (token, neuron, value) rows.
 fn write_acts(run: &Path, model: &str, step: u32, layer: u16, rows: &[(u32, u16, f32)], d: u16) {
-    let dir = run.join(format!("record/activations/model={model}/step={step}/layer={layer}"));
+    let dir = run.join(format!(
+        "record/activations/model={model}/step={step}/layer={layer}"
+    ));
     let batch = RecordBatch::try_new(
         activations_schema(),
         vec![
@@ -44,7 +68,13 @@ fn write_acts(run: &Path, model: &str, step: u32, layer: u16, rows: &[(u32, u16,
         ],
     )
     .unwrap();
-    write_parquet(&dir.join("part-0000.parquet"), activations_schema(), &[batch], &[]).unwrap();
+    write_parquet(
+        &dir.join("part-0000.parquet"),
+        activations_schema(),
+        &[batch],
+        &[],
+    )
+    .unwrap();
     let neurons = RecordBatch::try_new(
         neurons_schema(),
         vec![
@@ -56,13 +86,26 @@ fn write_acts(run: &Path, model: &str, step: u32, layer: u16, rows: &[(u32, u16,
         ],
     )
     .unwrap();
-    let ndir = run.join(format!("record/neurons/model={model}/step={step}/layer={layer}"));
-    write_parquet(&ndir.join("part-0000.parquet"), neurons_schema(), &[neurons], &[]).unwrap();
+    let ndir = run.join(format!(
+        "record/neurons/model={model}/step={step}/layer={layer}"
+    ));
+    write_parquet(
+        &ndir.join("part-0000.parquet"),
+        neurons_schema(),
+        &[neurons],
+        &[],
+    )
+    .unwrap();
 }
 
 fn rows_of(batches: &[RecordBatch], cols: &[&str]) -> Vec<Vec<String>> {
-    let columns: Vec<Vec<String>> = cols.iter().map(|c| column_str(batches, c).unwrap()).collect();
-    (0..columns[0].len()).map(|i| columns.iter().map(|c| c[i].clone()).collect()).collect()
+    let columns: Vec<Vec<String>> = cols
+        .iter()
+        .map(|c| column_str(batches, c).unwrap())
+        .collect();
+    (0..columns[0].len())
+        .map(|i| columns.iter().map(|c| c[i].clone()).collect())
+        .collect()
 }
 
 #[tokio::test]
@@ -72,19 +115,62 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
     write_tokens(run);
     // Step 0: neuron 0 fires on tokens 0,1,2 with weights 1,1,2 (token ids 10,11,10);
     //         neuron 1 fires on tokens 3,4 with weight 1 each; neuron 2 never fires.
-    write_acts(run, "m", 0, 0, &[(0, 0, 1.0), (1, 0, 1.0), (2, 0, 2.0), (3, 1, 1.0), (4, 1, 1.0)], 3);
+    write_acts(
+        run,
+        "m",
+        0,
+        0,
+        &[
+            (0, 0, 1.0),
+            (1, 0, 1.0),
+            (2, 0, 2.0),
+            (3, 1, 1.0),
+            (4, 1, 1.0),
+        ],
+        3,
+    );
     // Step 5: neurons 0 and 1 swap roles (a known permutation); neuron 2 is born on token 5.
-    write_acts(run, "m", 5, 0, &[(0, 1, 1.0), (1, 1, 1.0), (2, 1, 2.0), (3, 0, 1.0), (4, 0, 1.0), (5, 2, 3.0)], 3);
+    write_acts(
+        run,
+        "m",
+        5,
+        0,
+        &[
+            (0, 1, 1.0),
+            (1, 1, 1.0),
+            (2, 1, 2.0),
+            (3, 0, 1.0),
+            (4, 0, 1.0),
+            (5, 2, 3.0),
+        ],
+        3,
+    );
 
     let ctx = open_run(run, &SessionOptions::default()).await.unwrap();
-    let params = AnalysisParams { min_count: 1, ..Default::default() };
-    queries::analysis::run_analysis(&ctx, run, &params, &[], &mut |_| {}).await.unwrap();
+    let params = AnalysisParams {
+        min_count: 1,
+        ..Default::default()
+    };
+    queries::analysis::run_analysis(&ctx, run, &params, &[], &mut |_| {})
+        .await
+        .unwrap();
 
     // neuron_stats: frequency = active tokens / 6; neuron 2 dead at step 0.
-    let b = collect(&ctx, "SELECT neuron, n_active, frequency, dead FROM neuron_stats WHERE step = 0 ORDER BY neuron").await.unwrap();
+    let b = collect(
+        &ctx,
+        "SELECT neuron, n_active, frequency, dead FROM neuron_stats WHERE step = 0 ORDER BY neuron",
+    )
+    .await
+    .unwrap();
     assert_eq!(column_f64(&b, "n_active").unwrap(), vec![3.0, 2.0, 0.0]);
-    assert_eq!(column_f64(&b, "frequency").unwrap(), vec![0.5, 2.0 / 6.0, 0.0]);
-    assert_eq!(column_str(&b, "dead").unwrap(), vec!["false", "false", "true"]);
+    assert_eq!(
+        column_f64(&b, "frequency").unwrap(),
+        vec![0.5, 2.0 / 6.0, 0.0]
+    );
+    assert_eq!(
+        column_str(&b, "dead").unwrap(),
+        vec!["false", "false", "true"]
+    );
 
     // Token entropy of neuron 0 at step 0: token 10 has weight 1 + 2 = 3, token 11 weight 1:
     // H = -(3/4 log2 3/4 + 1/4 log2 1/4) = 0.811278 bits; 2 categories, so normalised the same.
@@ -98,23 +184,46 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
     // Semantic entropy: neuron 0 sees only food → 0 bits, top concept food, share 1;
     // neuron 1 sees animal (token 3) and a token without concept (left out) → 0 bits, animal.
     let b = collect(&ctx, "SELECT neuron, entropy_bits, top_concept, top_share, n_obs FROM semantic_entropy WHERE step = 0 ORDER BY neuron").await.unwrap();
-    assert_eq!(rows_of(&b, &["neuron", "entropy_bits", "top_concept", "top_share", "n_obs"]), vec![
-        vec!["0", "0.0", "noun.food", "1.0", "3"],
-        vec!["1", "0.0", "noun.animal", "1.0", "1"],
-    ]);
+    assert_eq!(
+        rows_of(
+            &b,
+            &[
+                "neuron",
+                "entropy_bits",
+                "top_concept",
+                "top_share",
+                "n_obs"
+            ]
+        ),
+        vec![
+            vec!["0", "0.0", "noun.food", "1.0", "3"],
+            vec!["1", "0.0", "noun.animal", "1.0", "1"],
+        ]
+    );
 
     // Lineage from step 0 to 5: neurons 0 and 1 swapped, so by index their activation vectors
     // are orthogonal (cosine 0, Jaccard 0) → drift; neuron 2 is born.
-    let b = collect(&ctx, "SELECT neuron, cosine, jaccard, event FROM lineage ORDER BY neuron").await.unwrap();
-    assert_eq!(rows_of(&b, &["neuron", "cosine", "jaccard", "event"]), vec![
-        vec!["0", "0.0", "0.0", "drift"],
-        vec!["1", "0.0", "0.0", "drift"],
-        vec!["2", "0.0", "0.0", "birth"],
-    ]);
+    let b = collect(
+        &ctx,
+        "SELECT neuron, cosine, jaccard, event FROM lineage ORDER BY neuron",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows_of(&b, &["neuron", "cosine", "jaccard", "event"]),
+        vec![
+            vec!["0", "0.0", "0.0", "drift"],
+            vec!["1", "0.0", "0.0", "drift"],
+            vec!["2", "0.0", "0.0", "birth"],
+        ]
+    );
 
     // Top contexts at the last step: neuron 1's strongest token is token 2 (value 2).
     let b = collect(&ctx, "SELECT token_index, left_context, token_text FROM top_contexts WHERE neuron = 1 AND rank = 1").await.unwrap();
-    assert_eq!(rows_of(&b, &["token_index", "left_context", "token_text"]), vec![vec!["2", "a b", "a"]]);
+    assert_eq!(
+        rows_of(&b, &["token_index", "left_context", "token_text"]),
+        vec![vec!["2", "a b", "a"]]
+    );
 }
 
 #[tokio::test]
@@ -129,13 +238,37 @@ async fn unchanged_neurons_are_stable_and_cross_layer_identity_is_measured() {
     // neuron 1 on a different token (cosine 0).
     write_acts(run, "m", 1, 1, &[(0, 0, 2.0), (1, 0, 4.0), (4, 1, 1.0)], 2);
     let ctx = open_run(run, &SessionOptions::default()).await.unwrap();
-    queries::analysis::run_analysis(&ctx, run, &AnalysisParams { min_count: 1, ..Default::default() }, &[], &mut |_| {}).await.unwrap();
-    let b = collect(&ctx, "SELECT neuron, cosine, event FROM lineage WHERE layer = 0 ORDER BY neuron").await.unwrap();
+    queries::analysis::run_analysis(
+        &ctx,
+        run,
+        &AnalysisParams {
+            min_count: 1,
+            ..Default::default()
+        },
+        &[],
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let b = collect(
+        &ctx,
+        "SELECT neuron, cosine, event FROM lineage WHERE layer = 0 ORDER BY neuron",
+    )
+    .await
+    .unwrap();
     let cos = column_f64(&b, "cosine").unwrap();
     assert!((cos[0] - 1.0).abs() < 1e-9 && (cos[1] - 1.0).abs() < 1e-9);
     assert_eq!(column_str(&b, "event").unwrap(), vec!["stable", "stable"]);
-    let b = collect(&ctx, "SELECT neuron, cosine, jaccard FROM cross_layer WHERE step = 1 ORDER BY neuron").await.unwrap();
-    let (cos, jac) = (column_f64(&b, "cosine").unwrap(), column_f64(&b, "jaccard").unwrap());
+    let b = collect(
+        &ctx,
+        "SELECT neuron, cosine, jaccard FROM cross_layer WHERE step = 1 ORDER BY neuron",
+    )
+    .await
+    .unwrap();
+    let (cos, jac) = (
+        column_f64(&b, "cosine").unwrap(),
+        column_f64(&b, "jaccard").unwrap(),
+    );
     assert!((cos[0] - 1.0).abs() < 1e-9 && (jac[0] - 1.0).abs() < 1e-9);
     assert_eq!((cos[1], jac[1]), (0.0, 0.0));
 }

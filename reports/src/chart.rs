@@ -56,15 +56,26 @@ pub struct Figure {
 }
 
 fn files(stem: &Path) -> Figure {
-    Figure { png: stem.with_extension("png"), svg: stem.with_extension("svg"), csv: stem.with_extension("csv") }
+    Figure {
+        png: stem.with_extension("png"),
+        svg: stem.with_extension("svg"),
+        csv: stem.with_extension("csv"),
+    }
 }
 
 fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
-    move |e| Error::Draw { path: path.to_owned(), message: format!("{e:?}") }
+    move |e| Error::Draw {
+        path: path.to_owned(),
+        message: format!("{e:?}"),
+    }
 }
 
 /// Draws on a PNG and an SVG backend, each written under a temporary name then renamed.
-fn render_both(stem: &Path, draw: impl Fn(DrawingArea<BitMapBackend, Shift>) -> std::result::Result<(), String> + Copy, draw_svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> std::result::Result<(), String>) -> Result<Figure> {
+fn render_both(
+    stem: &Path,
+    draw: impl Fn(DrawingArea<BitMapBackend, Shift>) -> std::result::Result<(), String> + Copy,
+    draw_svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> std::result::Result<(), String>,
+) -> Result<Figure> {
     register_font();
     let f = files(stem);
     if let Some(parent) = stem.parent() {
@@ -92,25 +103,62 @@ fn write_csv(path: &Path, text: &str) -> Result<()> {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 impl LineChart {
     fn x(&self, x: f64) -> Option<f64> {
-        if self.log_x { (x > 0.0).then(|| x.log10()) } else { Some(x) }
+        if self.log_x {
+            (x > 0.0).then(|| x.log10())
+        } else {
+            Some(x)
+        }
     }
 
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0).chain(s.band.iter().map(|b| b.0))).filter_map(|x| self.x(x));
-        let ys = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1).chain(s.band.iter().flat_map(|b| [b.1, b.2])));
+        let xs = self
+            .series
+            .iter()
+            .flat_map(|s| {
+                s.points
+                    .iter()
+                    .map(|p| p.0)
+                    .chain(s.band.iter().map(|b| b.0))
+            })
+            .filter_map(|x| self.x(x));
+        let ys = self.series.iter().flat_map(|s| {
+            s.points
+                .iter()
+                .map(|p| p.1)
+                .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
+        });
         let span = |it: &mut dyn Iterator<Item = f64>| {
-            let (lo, hi) = it.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-            if !lo.is_finite() { (0.0, 1.0) } else if hi - lo < 1e-12 { (lo - 0.5, hi + 0.5) } else { let pad = 0.05 * (hi - lo); (lo - pad, hi + pad) }
+            let (lo, hi) = it
+                .filter(|v| v.is_finite())
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            if !lo.is_finite() {
+                (0.0, 1.0)
+            } else if hi - lo < 1e-12 {
+                (lo - 0.5, hi + 0.5)
+            } else {
+                let pad = 0.05 * (hi - lo);
+                (lo - pad, hi + pad)
+            }
         };
         (span(&mut xs.into_iter()), span(&mut ys.into_iter()))
     }
 
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, scale: f64) -> std::result::Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+        scale: f64,
+    ) -> std::result::Result<(), String> {
         let px = |v: f64| (v * scale) as u32;
         root.fill(&WHITE).map_err(|e| format!("{e:?}"))?;
         let ((x0, x1), (y0, y1)) = self.ranges();
@@ -121,7 +169,11 @@ impl LineChart {
             .y_label_area_size(px(64.0))
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| format!("{e:?}"))?;
-        let x_label = if self.log_x { format!("{} (log10)", self.x_label) } else { self.x_label.clone() };
+        let x_label = if self.log_x {
+            format!("{} (log10)", self.x_label)
+        } else {
+            self.x_label.clone()
+        };
         chart
             .configure_mesh()
             .x_desc(x_label)
@@ -134,13 +186,36 @@ impl LineChart {
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             if !s.band.is_empty() {
-                let upper: Vec<(f64, f64)> = s.band.iter().filter_map(|b| self.x(b.0).map(|x| (x, b.2))).collect();
-                let lower: Vec<(f64, f64)> = s.band.iter().rev().filter_map(|b| self.x(b.0).map(|x| (x, b.1))).collect();
+                let upper: Vec<(f64, f64)> = s
+                    .band
+                    .iter()
+                    .filter_map(|b| self.x(b.0).map(|x| (x, b.2)))
+                    .collect();
+                let lower: Vec<(f64, f64)> = s
+                    .band
+                    .iter()
+                    .rev()
+                    .filter_map(|b| self.x(b.0).map(|x| (x, b.1)))
+                    .collect();
                 let poly: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
-                chart.draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled()))).map_err(|e| format!("{e:?}"))?;
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        poly,
+                        color.mix(0.18).filled(),
+                    )))
+                    .map_err(|e| format!("{e:?}"))?;
             }
-            let pts: Vec<(f64, f64)> = s.points.iter().filter_map(|p| self.x(p.0).map(|x| (x, p.1))).filter(|p| p.1.is_finite()).collect();
-            let style = ShapeStyle { color: color.to_rgba(), filled: true, stroke_width: px(2.5) };
+            let pts: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .filter_map(|p| self.x(p.0).map(|x| (x, p.1)))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            let style = ShapeStyle {
+                color: color.to_rgba(),
+                filled: true,
+                stroke_width: px(2.5),
+            };
             chart
                 .draw_series(LineSeries::new(pts.clone(), style))
                 .map_err(|e| format!("{e:?}"))?
@@ -149,9 +224,15 @@ impl LineChart {
             // Markers differ by series, so lines stay apart in greyscale.
             let size = px(4.0) as i32;
             match i % 3 {
-                0 => chart.draw_series(pts.iter().map(|&p| Circle::new(p, size, style))).map(|_| ()),
-                1 => chart.draw_series(pts.iter().map(|&p| TriangleMarker::new(p, size + 1, style))).map(|_| ()),
-                _ => chart.draw_series(pts.iter().map(|&p| Cross::new(p, size, style))).map(|_| ()),
+                0 => chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, size, style)))
+                    .map(|_| ()),
+                1 => chart
+                    .draw_series(pts.iter().map(|&p| TriangleMarker::new(p, size + 1, style)))
+                    .map(|_| ()),
+                _ => chart
+                    .draw_series(pts.iter().map(|&p| Cross::new(p, size, style)))
+                    .map(|_| ()),
             }
             .map_err(|e| format!("{e:?}"))?;
         }
@@ -172,7 +253,13 @@ impl LineChart {
         for s in &self.series {
             for &(x, y) in &s.points {
                 let band = s.band.iter().find(|b| b.0 == x);
-                let _ = writeln!(out, "{},{x},{y},{},{}", csv_field(&s.label), band.map_or(String::new(), |b| b.1.to_string()), band.map_or(String::new(), |b| b.2.to_string()));
+                let _ = writeln!(
+                    out,
+                    "{},{x},{y},{},{}",
+                    csv_field(&s.label),
+                    band.map_or(String::new(), |b| b.1.to_string()),
+                    band.map_or(String::new(), |b| b.2.to_string())
+                );
             }
         }
         out
@@ -187,12 +274,22 @@ impl LineChart {
 }
 
 impl BarChart {
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>, scale: f64) -> std::result::Result<(), String> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+        scale: f64,
+    ) -> std::result::Result<(), String> {
         let px = |v: f64| (v * scale) as u32;
         root.fill(&WHITE).map_err(|e| format!("{e:?}"))?;
         let n = self.categories.len().max(1);
         let g = self.groups.len().max(1);
-        let y_max = self.groups.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0f64, f64::max).max(1e-9) * 1.1;
+        let y_max = self
+            .groups
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.1;
         let mut chart = ChartBuilder::on(&root)
             .caption(&self.title, (FONT, px(22.0)))
             .margin(px(14.0))
@@ -216,7 +313,15 @@ impl BarChart {
         for (j, (label, values)) in self.groups.iter().enumerate() {
             let color = PALETTE[j % PALETTE.len()];
             // Alternate solid and hollow bars, so groups differ in greyscale too.
-            let style = if j % 2 == 0 { color.filled() } else { ShapeStyle { color: color.to_rgba(), filled: false, stroke_width: px(2.0) } };
+            let style = if j % 2 == 0 {
+                color.filled()
+            } else {
+                ShapeStyle {
+                    color: color.to_rgba(),
+                    filled: false,
+                    stroke_width: px(2.0),
+                }
+            };
             chart
                 .draw_series(values.iter().enumerate().map(|(i, &v)| {
                     let x = i as f64 + 0.1 + j as f64 * width;
@@ -267,18 +372,32 @@ mod tests {
             x_label: "tokens".into(),
             y_label: "loss (nats)".into(),
             log_x: false,
-            series: vec![Series { label: "topk".into(), points: vec![(0.0, 7.0), (100.0, 4.5)], band: vec![(0.0, 6.5, 7.5), (100.0, 4.0, 5.0)] }],
+            series: vec![Series {
+                label: "topk".into(),
+                points: vec![(0.0, 7.0), (100.0, 4.5)],
+                band: vec![(0.0, 6.5, 7.5), (100.0, 4.0, 5.0)],
+            }],
         };
         let f = chart.write(&dir.path().join("loss")).unwrap();
         assert!(std::fs::metadata(&f.png).unwrap().len() > 1000);
         let svg = std::fs::read_to_string(&f.svg).unwrap();
         assert!(svg.contains("Validation loss") && svg.contains("topk"));
-        assert_eq!(std::fs::read_to_string(&f.csv).unwrap(), "series,x,y,low,high\ntopk,0,7,6.5,7.5\ntopk,100,4.5,4,5\n");
+        assert_eq!(
+            std::fs::read_to_string(&f.csv).unwrap(),
+            "series,x,y,low,high\ntopk,0,7,6.5,7.5\ntopk,100,4.5,4,5\n"
+        );
     }
 
     #[test]
     fn bar_chart_csv_matches_its_data() {
-        let chart = BarChart { categories: vec!["a".into(), "b".into()], groups: vec![("g, 1".into(), vec![1.0, 2.5])], ..Default::default() };
-        assert_eq!(chart.to_csv(), "group,category,value\n\"g, 1\",a,1\n\"g, 1\",b,2.5\n");
+        let chart = BarChart {
+            categories: vec!["a".into(), "b".into()],
+            groups: vec![("g, 1".into(), vec![1.0, 2.5])],
+            ..Default::default()
+        };
+        assert_eq!(
+            chart.to_csv(),
+            "group,category,value\n\"g, 1\",a,1\n\"g, 1\",b,2.5\n"
+        );
     }
 }

@@ -69,7 +69,10 @@ pub struct Report {
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -85,11 +88,17 @@ r.sort((x,y)=>{const a=x.cells[i].innerText,c=y.cells[i].innerText,n=parseFloat(
 r.forEach(x=>b.appendChild(x))}));";
 
 fn page(title: &str, body: &str) -> String {
-    format!("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}\n<script>{SORT_JS}</script>\n</body></html>\n", esc(title))
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}\n<script>{SORT_JS}</script>\n</body></html>\n",
+        esc(title)
+    )
 }
 
 fn table_html(t: &Table, sortable: bool) -> String {
-    let mut s = format!("<table{}><thead><tr>", if sortable { " class=\"sortable\"" } else { "" });
+    let mut s = format!(
+        "<table{}><thead><tr>",
+        if sortable { " class=\"sortable\"" } else { "" }
+    );
     for h in &t.headers {
         let _ = write!(s, "<th>{}</th>", esc(h));
     }
@@ -98,8 +107,12 @@ fn table_html(t: &Table, sortable: bool) -> String {
         s.push_str("<tr>");
         for (j, cell) in row.iter().enumerate() {
             match (j, t.links.get(i).and_then(|l| l.as_ref())) {
-                (0, Some(link)) => { let _ = write!(s, "<td><a href=\"{}\">{}</a></td>", esc(link), esc(cell)); }
-                _ => { let _ = write!(s, "<td>{}</td>", esc(cell)); }
+                (0, Some(link)) => {
+                    let _ = write!(s, "<td><a href=\"{}\">{}</a></td>", esc(link), esc(cell));
+                }
+                _ => {
+                    let _ = write!(s, "<td>{}</td>", esc(cell));
+                }
             }
         }
         s.push_str("</tr>");
@@ -114,16 +127,26 @@ fn sparkline(points: &[(f64, f64)], x_label: &str, y_label: &str) -> String {
         return "<p class=\"notice\">no data</p>".into();
     }
     let (w, h, m) = (420.0, 160.0, 30.0);
-    let (x0, x1) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (x0, x1) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
     let (y0, y1) = (0.0f64, points.iter().map(|p| p.1).fold(1.0f64, f64::max));
     let sx = |x: f64| m + (x - x0) / (x1 - x0).max(1e-9) * (w - 2.0 * m);
     let sy = |y: f64| h - m - (y - y0) / (y1 - y0).max(1e-9) * (h - 2.0 * m);
-    let path: Vec<String> = points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+    let path: Vec<String> = points
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+        .collect();
     format!(
         "<svg width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{y} over {x}\"><rect width=\"{w}\" height=\"{h}\" fill=\"white\" stroke=\"#ccc\"/>\
          <polyline fill=\"none\" stroke=\"#0072b2\" stroke-width=\"2\" points=\"{}\"/>\
          <text x=\"{m}\" y=\"{}\" font-size=\"11\">{x} {x0:.0}–{x1:.0}</text><text x=\"4\" y=\"14\" font-size=\"11\">{y} (0–{y1:.2})</text></svg>",
-        path.join(" "), h - 8.0, x = esc(x_label), y = esc(y_label)
+        path.join(" "),
+        h - 8.0,
+        x = esc(x_label),
+        y = esc(y_label)
     )
 }
 
@@ -131,29 +154,58 @@ fn bars(items: &[(String, f64)], max_width: f64) -> String {
     let top = items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(1e-12);
     let mut s = String::from("<table>");
     for (label, v) in items {
-        let _ = write!(s, "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {v:.3}</td></tr>", esc(label), v / top * max_width);
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {v:.3}</td></tr>",
+            esc(label),
+            v / top * max_width
+        );
     }
     s.push_str("</table>");
     s
 }
 
 fn neuron_html(p: &NeuronPage) -> String {
-    let mut s = format!("<p><a href=\"../index.html\">← report</a></p><h1>{}</h1>", esc(&p.title));
+    let mut s = format!(
+        "<p><a href=\"../index.html\">← report</a></p><h1>{}</h1>",
+        esc(&p.title)
+    );
     s.push_str("<table>");
     for (k, v) in &p.facts {
         let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
     }
-    let _ = write!(s, "<tr><th>promotes</th><td>{}</td></tr><tr><th>suppresses</th><td>{}</td></tr></table>", esc(&p.promoted), esc(&p.suppressed));
+    let _ = write!(
+        s,
+        "<tr><th>promotes</th><td>{}</td></tr><tr><th>suppresses</th><td>{}</td></tr></table>",
+        esc(&p.promoted),
+        esc(&p.suppressed)
+    );
     s.push_str("<h2>Top activating contexts</h2><p>The activating token is highlighted; darker means a stronger activation.</p><table><tr><th>value</th><th>context</th></tr>");
-    let top = p.contexts.iter().map(|c| c.value.abs()).fold(0.0f64, f64::max).max(1e-12);
+    let top = p
+        .contexts
+        .iter()
+        .map(|c| c.value.abs())
+        .fold(0.0f64, f64::max)
+        .max(1e-12);
     for c in &p.contexts {
         let alpha = 0.2 + 0.8 * (c.value.abs() / top);
-        let _ = write!(s, "<tr><td>{:.3}</td><td class=\"ctx\">{}<span class=\"tok\" style=\"background:rgba(230,159,0,{alpha:.2})\">{}</span>{}</td></tr>", c.value, esc(&c.left), esc(&c.token), esc(&c.right));
+        let _ = write!(
+            s,
+            "<tr><td>{:.3}</td><td class=\"ctx\">{}<span class=\"tok\" style=\"background:rgba(230,159,0,{alpha:.2})\">{}</span>{}</td></tr>",
+            c.value,
+            esc(&c.left),
+            esc(&c.token),
+            esc(&c.right)
+        );
     }
     s.push_str("</table><h2>Concepts of the activating words</h2>");
     s.push_str(&bars(&p.concepts, 300.0));
     s.push_str("<h2>Semantic entropy over checkpoints</h2>");
-    s.push_str(&sparkline(&p.entropy_over_steps, "step", "normalised semantic entropy"));
+    s.push_str(&sparkline(
+        &p.entropy_over_steps,
+        "step",
+        "normalised semantic entropy",
+    ));
     s.push_str("<h2>Activation histogram (last checkpoint)</h2>");
     s.push_str(&bars(&p.histogram, 300.0));
     page(&p.title, &s)
@@ -189,7 +241,12 @@ impl Report {
             let _ = write!(
                 s,
                 "<figure><img src=\"{}\" alt=\"{}\"><figcaption><b>{}.</b> {} <a href=\"{}\">SVG</a> · <a href=\"{}\">data (CSV)</a></figcaption></figure>",
-                esc(&f.png), esc(&f.title), esc(&f.title), esc(&f.caption), esc(&f.svg), esc(&f.csv)
+                esc(&f.png),
+                esc(&f.title),
+                esc(&f.title),
+                esc(&f.caption),
+                esc(&f.svg),
+                esc(&f.csv)
             );
         }
         s.push_str("<h2>Most concept-specific neurons</h2><p>Lowest normalised semantic entropy at the last checkpoint, per model and layer (neurons with enough observations). Click a header to sort, a neuron to open its dashboard.</p>");
@@ -204,7 +261,10 @@ impl Report {
     /// Writes `index.html` and `neurons/<slug>.html` under `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         for p in &self.pages {
-            write(&dir.join("neurons").join(format!("{}.html", p.slug)), &neuron_html(p))?;
+            write(
+                &dir.join("neurons").join(format!("{}.html", p.slug)),
+                &neuron_html(p),
+            )?;
         }
         write(&dir.join("index.html"), &self.index_html())
     }
@@ -219,8 +279,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let report = Report {
             title: "Run <x>".into(),
-            neurons: Table { headers: vec!["neuron".into()], rows: vec![vec!["topk L0 N3".into()]], links: vec![Some("neurons/topk-L0-N3.html".into())] },
-            pages: vec![NeuronPage { slug: "topk-L0-N3".into(), title: "N3".into(), contexts: vec![Context { left: "a <b".into(), token: " dog".into(), right: ".".into(), value: 2.0 }], ..Default::default() }],
+            neurons: Table {
+                headers: vec!["neuron".into()],
+                rows: vec![vec!["topk L0 N3".into()]],
+                links: vec![Some("neurons/topk-L0-N3.html".into())],
+            },
+            pages: vec![NeuronPage {
+                slug: "topk-L0-N3".into(),
+                title: "N3".into(),
+                contexts: vec![Context {
+                    left: "a <b".into(),
+                    token: " dog".into(),
+                    right: ".".into(),
+                    value: 2.0,
+                }],
+                ..Default::default()
+            }],
             notices: vec!["steering table missing".into()],
             ..Default::default()
         };

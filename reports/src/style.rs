@@ -27,6 +27,7 @@ static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 pub fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font(FONT, plotters::style::FontStyle::Normal, FONT_BYTES);
+        let _ =
+            plotters::style::register_font(FONT, plotters::style::FontStyle::Normal, FONT_BYTES);
     });
 }

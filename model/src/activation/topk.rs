@@ -47,7 +47,11 @@ impl TopK {
     /// - output: `[..., d]`, with at most `k` non-zero entries along the last axis
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let d = x.dims()[D - 1];
-        assert!(self.k <= d, "TopK k = {} exceeds the feature size {d}", self.k);
+        assert!(
+            self.k <= d,
+            "TopK k = {} exceeds the feature size {d}",
+            self.k
+        );
         if self.k == d && !self.relu {
             return x;
         }
@@ -64,7 +68,8 @@ impl TopK {
         } else {
             kept
         };
-        x.zeros_like().scatter(D - 1, idx, kept, IndexingUpdateOp::Add)
+        x.zeros_like()
+            .scatter(D - 1, idx, kept, IndexingUpdateOp::Add)
     }
 }
 
@@ -74,7 +79,11 @@ impl TopK {
 ///
 /// # Shapes
 /// - h: `[..., d]` → (values, indices): `[..., k]`
-pub fn top_entries<const D: usize>(h: Tensor<D>, k: usize, by_abs: bool) -> (Tensor<D>, Tensor<D, Int>) {
+pub fn top_entries<const D: usize>(
+    h: Tensor<D>,
+    k: usize,
+    by_abs: bool,
+) -> (Tensor<D>, Tensor<D, Int>) {
     let score = if by_abs { h.clone().abs() } else { h.clone() };
     let (_, idx) = score.topk_with_indices(k, D - 1);
     (h.gather(D - 1, idx.clone()), idx)
@@ -87,7 +96,11 @@ mod tests {
 
     fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
         let [n, d] = t.dims();
-        let v = t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let v = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap();
         (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
     }
 
@@ -110,7 +123,11 @@ mod tests {
     fn exactly_k_nonzeros_on_random_input_match_a_sort() {
         let device = Device::flex();
         device.seed(7);
-        let x = Tensor::<3>::random([4, 8, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<3>::random(
+            [4, 8, 64],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let k = 5;
         let y = TopK::new(k, TopKBy::Value, false).forward(x.clone());
         let xs = x.into_data().try_into_vec::<f32>().unwrap();
@@ -155,7 +172,12 @@ mod tests {
         let topk = TopK::new(3, TopKBy::Value, false);
         let loss = (topk.forward(x.clone()) * weights).sum();
         let grads = loss.backward();
-        let g = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
 
         // Finite differences of the same function, computed independently in plain Rust.
         let f = |v: &[f32]| -> f32 {
@@ -170,7 +192,11 @@ mod tests {
             up[i] += eps;
             down[i] -= eps;
             let fd = (f(&up) - f(&down)) / (2.0 * eps);
-            assert!((g[i] - fd).abs() < 1e-2, "grad[{i}] = {} vs finite difference {fd}", g[i]);
+            assert!(
+                (g[i] - fd).abs() < 1e-2,
+                "grad[{i}] = {} vs finite difference {fd}",
+                g[i]
+            );
         }
         assert_eq!(g, vec![0.0, 0.0, -2.0, 0.5, 3.0, 0.0]);
     }

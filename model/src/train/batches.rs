@@ -43,7 +43,13 @@ impl Batches<'_> {
     ///
     /// # Shapes
     /// - returns (inputs, targets): `[batch_size, block_size]` each
-    pub fn random(&self, seed: u64, step: usize, micro: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    pub fn random(
+        &self,
+        seed: u64,
+        step: usize,
+        micro: usize,
+        device: &Device,
+    ) -> (Tensor<2, Int>, Tensor<2, Int>) {
         let mut rng = SplitMix64::new(seed, ((step as u64) << 16) | micro as u64);
         let span = self.tokens.len() - self.block_size - 1;
         let starts: Vec<usize> = (0..self.batch_size).map(|_| rng.below(span + 1)).collect();
@@ -88,7 +94,11 @@ mod tests {
     fn random_batches_depend_only_on_seed_and_step() {
         let device = Device::flex();
         let tokens: Vec<u32> = (0..1000).collect();
-        let b = Batches { tokens: &tokens, block_size: 8, batch_size: 4 };
+        let b = Batches {
+            tokens: &tokens,
+            block_size: 8,
+            batch_size: 4,
+        };
         let (x1, y1) = b.random(9, 5, 0, &device);
         let (x2, _) = b.random(9, 5, 0, &device);
         let (x3, _) = b.random(9, 6, 0, &device);
@@ -109,6 +119,9 @@ mod tests {
         for _ in 0..40_000 {
             counts[rng.below(4)] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

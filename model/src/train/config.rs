@@ -103,7 +103,10 @@ impl TrainingConfig {
             }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::Config(format!("`lr` = {}: must be a positive number", self.lr)));
+            return Err(Error::Config(format!(
+                "`lr` = {}: must be a positive number",
+                self.lr
+            )));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
             return Err(Error::Config(format!(

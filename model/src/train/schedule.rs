@@ -73,7 +73,10 @@ mod tests {
             checkpoint_every: 100,
             ..TrainingConfig::tiny()
         };
-        assert_eq!(checkpoint_steps(&cfg), vec![0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 250]);
+        assert_eq!(
+            checkpoint_steps(&cfg),
+            vec![0, 1, 2, 4, 8, 16, 32, 64, 100, 200, 250]
+        );
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub struct TrainOutcome {
 }
 
 /// Validation loss and, per block, the share of neurons never among a token's top-k.
-pub fn evaluate(model: &Gpt, cfg: &GptConfig, val: &Batches<'_>, n_batches: usize, device: &Device) -> (f32, Vec<f32>) {
+pub fn evaluate(
+    model: &Gpt,
+    cfg: &GptConfig,
+    val: &Batches<'_>,
+    n_batches: usize,
+    device: &Device,
+) -> (f32, Vec<f32>) {
     let mut loss_sum = 0.0f64;
     let d = model.ln_f.gamma.dims()[0];
     let mut seen = vec![vec![false; d]; model.blocks.len()];
@@ -55,7 +61,12 @@ pub fn evaluate(model: &Gpt, cfg: &GptConfig, val: &Batches<'_>, n_batches: usiz
             // The same entries the recorder records.
             let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == crate::TopKBy::Abs;
             let (_, idx) = crate::top_entries(h, cfg.topk_k.min(d), by_abs);
-            for n in idx.into_data().convert::<i64>().try_into_vec::<i64>().expect("int data") {
+            for n in idx
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .expect("int data")
+            {
                 seen[layer][n as usize] = true;
             }
         }
@@ -89,7 +100,10 @@ pub fn train(
         block_size: model_cfg.block_size,
         batch_size: cfg.batch_size,
     };
-    let val = Batches { tokens: val_tokens, ..train };
+    let val = Batches {
+        tokens: val_tokens,
+        ..train
+    };
     if !train.fits() || !val.fits() {
         return Err(Error::Training(format!(
             "the corpus is too small: training needs more than block_size + 1 = {} tokens in both \
@@ -136,15 +150,22 @@ pub fn train(
     let started = Instant::now();
     let mut losses_since_checkpoint = Vec::new();
     let mut last_checkpoint = resumed_from;
-    let save = |model: &Gpt, optim: &burn::optim::ModuleOptimizer, step: usize, tokens_seen: u64, losses: &mut Vec<f32>| -> Result<()> {
+    let save = |model: &Gpt,
+                optim: &burn::optim::ModuleOptimizer,
+                step: usize,
+                tokens_seen: u64,
+                losses: &mut Vec<f32>|
+     -> Result<()> {
         let k = topk_k_at(step, model_cfg.topk_k, cfg);
         let eval_model = model.valid();
-        let (val_loss, dead_fraction) = evaluate(&eval_model, model_cfg, &val, cfg.eval_batches, device);
+        let (val_loss, dead_fraction) =
+            evaluate(&eval_model, model_cfg, &val, cfg.eval_batches, device);
         let seconds = seconds_before + started.elapsed().as_secs_f64();
         let meta = CheckpointMeta {
             step,
             tokens_seen,
-            train_loss: (!losses.is_empty()).then(|| losses.iter().sum::<f32>() / losses.len() as f32),
+            train_loss: (!losses.is_empty())
+                .then(|| losses.iter().sum::<f32>() / losses.len() as f32),
             val_loss: Some(val_loss),
             lr: lr_at(step, cfg),
             topk_k: k,
@@ -153,7 +174,16 @@ pub fn train(
             sha256: String::new(),
         };
         checkpoint::save_checkpoint(dir, &eval_model, meta)?;
-        checkpoint::save_state(dir, model, optim, &TrainState { step, tokens_seen, seconds })?;
+        checkpoint::save_state(
+            dir,
+            model,
+            optim,
+            &TrainState {
+                step,
+                tokens_seen,
+                seconds,
+            },
+        )?;
         losses.clear();
         Ok(())
     };
@@ -200,7 +230,13 @@ pub fn train(
             lr,
         });
         if schedule.binary_search(&step).is_ok() {
-            save(&model, &optim, step, tokens_seen, &mut losses_since_checkpoint)?;
+            save(
+                &model,
+                &optim,
+                step,
+                tokens_seen,
+                &mut losses_since_checkpoint,
+            )?;
             last_checkpoint = Some(step);
         }
     }

@@ -72,8 +72,15 @@ impl Ctx {
         let mut manifest = Manifest::load(&self.run_dir)?;
         let out_dir = self.path(stage);
         match manifest.stages.get(stage) {
-            Some(rec) if rec.status == "done" && rec.fingerprint == fingerprint && out_dir.exists() && !self.force => {
-                self.ui.say(&format!("{stage:>9}: up to date (inputs and config unchanged)"));
+            Some(rec)
+                if rec.status == "done"
+                    && rec.fingerprint == fingerprint
+                    && out_dir.exists()
+                    && !self.force =>
+            {
+                self.ui.say(&format!(
+                    "{stage:>9}: up to date (inputs and config unchanged)"
+                ));
                 return Ok(Outcome::Skipped);
             }
             None if dir_has_files(&out_dir) && !self.force => bail!(
@@ -105,7 +112,9 @@ impl Ctx {
                 inputs: input_hashes,
                 outputs: vec![format!("{stage}/")],
                 seconds: started.elapsed().as_secs_f64(),
-                finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                finished_at: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
                 summary: summary.clone(),
             },
         );
@@ -115,7 +124,9 @@ impl Ctx {
 
     fn init_manifest(&self, manifest: &mut Manifest) {
         if manifest.run_id.is_empty() {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             manifest.run_id = format!("{}-{now}", self.cfg.run.name);
         }
         manifest.config = serde_json::to_value(&self.cfg).expect("config serialises");
@@ -130,10 +141,14 @@ impl Ctx {
 
     /// The run id from the manifest (for Parquet metadata).
     pub fn run_id(&self) -> String {
-        Manifest::load(&self.run_dir).map(|m| m.run_id).unwrap_or_default()
+        Manifest::load(&self.run_dir)
+            .map(|m| m.run_id)
+            .unwrap_or_default()
     }
 }
 
 fn dir_has_files(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut e| e.next().is_some()).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|mut e| e.next().is_some())
+        .unwrap_or(false)
 }

@@ -32,13 +32,18 @@ pub struct PrepareSummary {
     pub end_of_text: u32,
     /// Share of evaluation word tokens (alphabetic words) whose word has a concept.
     pub concept_coverage: f64,
+    /// Lemmas in the lexicon.
+    pub lexicon_lemmas: usize,
     pub concepts: Vec<String>,
 }
 
 /// Whether a document goes to validation: a seeded hash of its id, so the split does not
 /// depend on file order and is the same on every run.
 pub fn is_validation(doc_id: &str, seed: u64, val_fraction: f64) -> bool {
-    let digest = Sha256::new().chain_update(seed.to_le_bytes()).chain_update(doc_id.as_bytes()).finalize();
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(doc_id.as_bytes())
+        .finalize();
     let x = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
     (x as f64 / u64::MAX as f64) < val_fraction
 }
@@ -93,8 +98,9 @@ pub fn prepare(ctx: &Ctx, docs: &[Document], lex: &Lexicon) -> Result<PrepareSum
     let data = &ctx.cfg.data;
     let out = ctx.path("prepare");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let (val, train): (Vec<&Document>, Vec<&Document>) =
-        docs.iter().partition(|d| is_validation(&d.id, data.seed, data.val_fraction));
+    let (val, train): (Vec<&Document>, Vec<&Document>) = docs
+        .iter()
+        .partition(|d| is_validation(&d.id, data.seed, data.val_fraction));
     anyhow::ensure!(
         !train.is_empty() && !val.is_empty(),
         "the corpus has {} documents: too few to hold out `data.val_fraction` = {} for validation; add text \
@@ -105,7 +111,10 @@ pub fn prepare(ctx: &Ctx, docs: &[Document], lex: &Lexicon) -> Result<PrepareSum
 
     // --- tokenizer
     let tokenizer = if data.tokenizer.as_os_str().is_empty() {
-        tokenize::train_bpe(train.iter().map(|d| d.text.as_str()), ctx.cfg.model.vocab_size)?
+        tokenize::train_bpe(
+            train.iter().map(|d| d.text.as_str()),
+            ctx.cfg.model.vocab_size,
+        )?
     } else {
         tokenize::load(&data.tokenizer)?
     };
@@ -167,14 +176,23 @@ pub fn prepare(ctx: &Ctx, docs: &[Document], lex: &Lexicon) -> Result<PrepareSum
         vocab_size,
         end_of_text: eot,
         concept_coverage: coverage,
+        lexicon_lemmas: lex.len(),
         concepts: lex.concepts.clone(),
     };
-    write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
     Ok(summary)
 }
 
 /// The labelled evaluation tokens, and the share of alphabetic words that got a concept.
-pub fn token_table(tokenizer: &Tokenizer, docs: &[&Document], limit: usize, lex: &Lexicon) -> Result<(RecordBatch, f64)> {
+pub fn token_table(
+    tokenizer: &Tokenizer,
+    docs: &[&Document],
+    limit: usize,
+    lex: &Lexicon,
+) -> Result<(RecordBatch, f64)> {
     let mut token_index = UInt32Builder::new();
     let mut doc_id = UInt32Builder::new();
     let mut position = UInt32Builder::new();
@@ -216,7 +234,11 @@ pub fn token_table(tokenizer: &Tokenizer, docs: &[&Document], limit: usize, lex:
                 .map(normalise_word)
                 .filter(|w| !w.is_empty());
             let label = word.as_deref().and_then(|w| lex.concept_of(w));
-            if last_word != Some(w) && word.as_deref().is_some_and(|w| w.chars().all(char::is_alphabetic)) {
+            if last_word != Some(w)
+                && word
+                    .as_deref()
+                    .is_some_and(|w| w.chars().all(char::is_alphabetic))
+            {
                 words_seen += 1;
                 words_labelled += label.is_some() as usize;
             }
@@ -253,6 +275,67 @@ pub fn token_table(tokenizer: &Tokenizer, docs: &[&Document], limit: usize, lex:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{UInt16Type, UInt32Type};
+
+    fn fixture_docs() -> Vec<Document> {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/corpus.txt"
+        ))
+        .unwrap();
+        crate::corpus::split_paragraphs(&text)
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Document {
+                id: format!("f#{i}"),
+                text,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn token_table_round_trips_to_the_text_and_labels_words() {
+        let docs = fixture_docs();
+        let tokenizer = tokenize::train_bpe(docs.iter().map(|d| d.text.as_str()), 300).unwrap();
+        let lex =
+            Lexicon::parse("dog\tnoun.animal\nbread\tnoun.food\nfarm\tnoun.artifact\n").unwrap();
+        let refs: Vec<&Document> = docs.iter().take(5).collect();
+        let (batch, coverage) = token_table(&tokenizer, &refs, usize::MAX, &lex).unwrap();
+        let doc_id = batch.column(1).as_primitive::<UInt32Type>();
+        let text = batch.column(4).as_string::<i32>();
+        let word = batch.column(6).as_string::<i32>();
+        let concept = batch.column(7).as_string::<i32>();
+        let concept_id = batch.column(8).as_primitive::<UInt16Type>();
+        // Concatenating a document's token texts gives back the document exactly.
+        for (d, doc) in refs.iter().enumerate() {
+            let joined: String = (0..batch.num_rows())
+                .filter(|&i| doc_id.value(i) == d as u32)
+                .map(|i| text.value(i))
+                .collect();
+            assert_eq!(joined, doc.text);
+        }
+        // Every token of a labelled word carries the word's concept; others carry none.
+        for i in 0..batch.num_rows() {
+            let expected = match word.is_valid(i).then(|| word.value(i)) {
+                Some("dog") => Some("noun.animal"),
+                Some("bread") => Some("noun.food"),
+                Some("farm") => Some("noun.artifact"),
+                _ => None,
+            };
+            assert_eq!(
+                concept.is_valid(i).then(|| concept.value(i)),
+                expected,
+                "token {i} ({:?})",
+                text.value(i)
+            );
+            assert_eq!(concept_id.is_valid(i), expected.is_some());
+        }
+        assert!(coverage > 0.0 && coverage < 1.0);
+        // The limit cuts the table.
+        let (small, _) = token_table(&tokenizer, &refs, 7, &lex).unwrap();
+        assert_eq!(small.num_rows(), 7);
+    }
 
     #[test]
     fn split_is_deterministic_and_near_the_fraction() {

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array};
+use arrow::array::{
+    AsArray, BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+};
 use arrow::datatypes::UInt32Type;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use model::checkpoint::{Checkpoint, load_weights, read_card};
 use model::ForwardInput;
+use model::checkpoint::{Checkpoint, load_weights, read_card};
 use model::{Gpt, GptConfig};
 use queries::parquet_io::{AtomicParquet, read_metadata, read_parquet, write_parquet};
 use serde_json::json;
@@ -42,14 +44,20 @@ pub fn windows(tokens: &[RecordBatch], block_size: usize) -> Result<Vec<Window>>
     let mut last_doc = None;
     for batch in tokens {
         let col = |name: &str| -> Result<&arrow::array::PrimitiveArray<UInt32Type>> {
-            Ok(batch.column_by_name(name).with_context(|| format!("tokens.parquet has no `{name}` column"))?.as_primitive::<UInt32Type>())
+            Ok(batch
+                .column_by_name(name)
+                .with_context(|| format!("tokens.parquet has no `{name}` column"))?
+                .as_primitive::<UInt32Type>())
         };
         let (index, doc, id) = (col("token_index")?, col("doc_id")?, col("token_id")?);
         for i in 0..batch.num_rows() {
             let same_doc = last_doc == Some(doc.value(i));
             match out.last_mut() {
                 Some(w) if same_doc && w.ids.len() < block_size => w.ids.push(id.value(i)),
-                _ => out.push(Window { first: index.value(i), ids: vec![id.value(i)] }),
+                _ => out.push(Window {
+                    first: index.value(i),
+                    ids: vec![id.value(i)],
+                }),
             }
             last_doc = Some(doc.value(i));
         }
@@ -72,10 +80,33 @@ pub struct RecordStats {
     pub write_seconds: f64,
 }
 
+impl RecordStats {
+    /// Sums counts and times; keeps the largest buffer.
+    pub fn merge(&self, other: &Self) -> Self {
+        Self {
+            partitions_written: self.partitions_written + other.partitions_written,
+            partitions_kept: self.partitions_kept + other.partitions_kept,
+            rows_written: self.rows_written + other.rows_written,
+            max_rows_buffered: self.max_rows_buffered.max(other.max_rows_buffered),
+            tokens: self.tokens + other.tokens,
+            forward_seconds: self.forward_seconds + other.forward_seconds,
+            write_seconds: self.write_seconds + other.write_seconds,
+        }
+    }
+}
+
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let inputs = [ctx.path("prepare/tokens.parquet"), ctx.path("prepare/tokenizer.json"), ctx.path("train")];
-    let section = (ctx.cfg.record_k(), ctx.cfg.record.batch_size, &ctx.cfg.models);
+    let inputs = [
+        ctx.path("prepare/tokens.parquet"),
+        ctx.path("prepare/tokenizer.json"),
+        ctx.path("train"),
+    ];
+    let section = (
+        ctx.cfg.record_k(),
+        ctx.cfg.record.batch_size,
+        &ctx.cfg.models,
+    );
     ctx.run_stage("record", &section, &inputs, || {
         let tokens = read_parquet(&inputs[0])?;
         let tokenizer = crate::tokenize::load(&inputs[1])?;
@@ -84,18 +115,30 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     }, |(tokens, tokenizer, models)| {
         let device = model::device(&ctx.cfg.run.backend)?;
         let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, run_id: ctx.run_id(), device };
-        let total: usize = models.iter().map(|(_, c)| c.len()).sum();
-        let bar = ctx.ui.bar(total as u64, "record", "checkpoints");
-        let mut stats = RecordStats::default();
+        let mut jobs = Vec::new();
         for (name, cps) in &models {
             let card = read_card(&ctx.path(&format!("train/{name}")))?;
-            for cp in cps {
-                bar.set_message(format!("{name} step {}", cp.meta.step));
-                recorder.record_checkpoint(name, &card.model, cp, &tokens, &tokenizer, &mut stats)?;
-                bar.inc(1);
-            }
+            jobs.extend(cps.iter().map(|cp| (name.as_str(), card.model.clone(), cp)));
         }
+        let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
+        let record_one = |(name, cfg, cp): &(&str, GptConfig, &Checkpoint)| -> Result<RecordStats> {
+            let mut stats = RecordStats::default();
+            recorder.record_checkpoint(name, cfg, cp, &tokens, &tokenizer, &mut stats)?;
+            bar.set_message(format!("{name} step {}", cp.meta.step));
+            bar.inc(1);
+            Ok(stats)
+        };
+        let per_checkpoint: Vec<RecordStats> = if ctx.cfg.record.parallel_checkpoints > 1 {
+            // Checkpoints in parallel inside a pool of that many threads; burn's own parallel
+            // matmuls run in the same pool, so cores are not oversubscribed.
+            use rayon::prelude::*;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.cfg.record.parallel_checkpoints).build()?;
+            pool.install(|| jobs.par_iter().map(record_one).collect::<Result<_>>())?
+        } else {
+            jobs.iter().map(record_one).collect::<Result<_>>()?
+        };
         bar.finish_and_clear();
+        let stats = per_checkpoint.iter().fold(RecordStats::default(), |a, b| a.merge(b));
         ctx.ui.say(&format!(
             "   record: {} partitions written ({} kept), {} activation rows, {:.0} tokens/s forward",
             stats.partitions_written, stats.partitions_kept, stats.rows_written,
@@ -117,23 +160,46 @@ pub struct Recorder {
 
 impl Recorder {
     fn partition(&self, table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
-        self.out.join(format!("{table}/model={model}/step={step}/layer={layer}"))
+        self.out
+            .join(format!("{table}/model={model}/step={step}/layer={layer}"))
     }
 
     /// Whether a partition folder holds files made from this checkpoint.
     fn is_current(dir: &Path, sha256: &str) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else { return false };
-        let files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
         !files.is_empty()
-            && files.iter().all(|f| read_metadata(f).is_ok_and(|m| m.iter().any(|(k, v)| k == "checkpoint_sha256" && v == sha256)))
+            && files.iter().all(|f| {
+                read_metadata(f).is_ok_and(|m| {
+                    m.iter()
+                        .any(|(k, v)| k == "checkpoint_sha256" && v == sha256)
+                })
+            })
     }
 
     /// Records one checkpoint (all layers), unless every partition is already current.
-    pub fn record_checkpoint(&self, name: &str, cfg: &GptConfig, cp: &Checkpoint, tokens: &[RecordBatch], tokenizer: &Tokenizer, stats: &mut RecordStats) -> Result<()> {
+    pub fn record_checkpoint(
+        &self,
+        name: &str,
+        cfg: &GptConfig,
+        cp: &Checkpoint,
+        tokens: &[RecordBatch],
+        tokenizer: &Tokenizer,
+        stats: &mut RecordStats,
+    ) -> Result<()> {
         let sha = &cp.meta.sha256;
         let step = cp.meta.step;
         let stale: Vec<usize> = (0..cfg.n_layers)
-            .filter(|&l| !Self::is_current(&self.partition("activations", name, step, l), sha) || !Self::is_current(&self.partition("neurons", name, step, l), sha))
+            .filter(|&l| {
+                !Self::is_current(&self.partition("activations", name, step, l), sha)
+                    || !Self::is_current(&self.partition("neurons", name, step, l), sha)
+            })
             .collect();
         stats.partitions_kept += cfg.n_layers - stale.len();
         if stale.is_empty() {
@@ -142,14 +208,22 @@ impl Recorder {
         let model = load_weights(cfg, &cp.dir, &self.device)?;
         let vocab = tokenizer.get_vocab_size(true);
         let windows = windows(tokens, cfg.block_size)?;
-        if let Some(bad) = windows.iter().flat_map(|w| &w.ids).find(|&&id| id as usize >= cfg.vocab_size.min(vocab.max(1))) {
-            anyhow::bail!("token id {bad} in tokens.parquet is outside the model's vocabulary ({}); the token table comes from a different tokenizer — run `pipeline prepare --force`", cfg.vocab_size);
+        if let Some(bad) = windows
+            .iter()
+            .flat_map(|w| &w.ids)
+            .find(|&&id| id as usize >= cfg.vocab_size.min(vocab.max(1)))
+        {
+            anyhow::bail!(
+                "token id {bad} in tokens.parquet is outside the model's vocabulary ({}); the token table comes from a different tokenizer — run `pipeline prepare --force`",
+                cfg.vocab_size
+            );
         }
         for &layer in &stale {
             for table in ["activations", "neurons"] {
                 let dir = self.partition(table, name, step, layer);
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("cannot replace {}", dir.display()))?;
                 }
             }
         }
@@ -166,7 +240,14 @@ impl Recorder {
         // Neurons first: cheap, from the weights alone.
         for &layer in &stale {
             let batch = neuron_table(&model, cfg, layer, tokenizer)?;
-            write_parquet(&self.partition("neurons", name, step, layer).join("part-0000.parquet"), queries::schema::neurons_schema(), &[batch], &meta(layer))?;
+            write_parquet(
+                &self
+                    .partition("neurons", name, step, layer)
+                    .join("part-0000.parquet"),
+                queries::schema::neurons_schema(),
+                &[batch],
+                &meta(layer),
+            )?;
         }
         // Activations: stream batches of windows, flush sorted files when a buffer fills.
         let mut buffers: Vec<Rows> = vec![Vec::new(); cfg.n_layers];
@@ -181,14 +262,32 @@ impl Recorder {
                 stats.max_rows_buffered = stats.max_rows_buffered.max(buffers[layer].len());
                 if buffers[layer].len() >= self.rows_per_file {
                     let started = std::time::Instant::now();
-                    self.flush(&mut buffers[layer], &mut parts[layer], name, step, layer, !cfg.is_topk_layer(layer), &meta(layer), stats)?;
+                    self.flush(
+                        &mut buffers[layer],
+                        &mut parts[layer],
+                        name,
+                        step,
+                        layer,
+                        !cfg.is_topk_layer(layer),
+                        &meta(layer),
+                        stats,
+                    )?;
                     stats.write_seconds += started.elapsed().as_secs_f64();
                 }
             }
         }
         for &layer in &stale {
             let started = std::time::Instant::now();
-            self.flush(&mut buffers[layer], &mut parts[layer], name, step, layer, !cfg.is_topk_layer(layer), &meta(layer), stats)?;
+            self.flush(
+                &mut buffers[layer],
+                &mut parts[layer],
+                name,
+                step,
+                layer,
+                !cfg.is_topk_layer(layer),
+                &meta(layer),
+                stats,
+            )?;
             stats.write_seconds += started.elapsed().as_secs_f64();
             stats.partitions_written += 1;
         }
@@ -196,7 +295,12 @@ impl Recorder {
     }
 
     /// The top-k (value, neuron) of every block output for a batch of windows, as rows per layer.
-    pub fn forward_topk(&self, model: &Gpt, chunk: &[Window], cfg: &GptConfig) -> Result<Vec<Rows>> {
+    pub fn forward_topk(
+        &self,
+        model: &Gpt,
+        chunk: &[Window],
+        cfg: &GptConfig,
+    ) -> Result<Vec<Rows>> {
         let t = chunk.iter().map(|w| w.ids.len()).max().unwrap_or(0);
         // Right-padding is harmless: attention is causal, and padded positions are dropped.
         let mut ids = Vec::with_capacity(chunk.len() * t);
@@ -205,20 +309,38 @@ impl Recorder {
             ids.extend(std::iter::repeat_n(0i64, t - w.ids.len()));
         }
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), t]), &self.device);
-        let out = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() });
+        let out = model.forward_with(
+            x,
+            ForwardInput {
+                capture_hidden: true,
+                ..Default::default()
+            },
+        );
         let k = self.k.min(cfg.d_model);
         let mut rows = Vec::with_capacity(out.hidden.len());
         for (layer, h) in out.hidden.into_iter().enumerate() {
             let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == model::TopKBy::Abs;
             let (values, idx) = model::top_entries(h, k, by_abs); // [B, T, k]
-            let values = values.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let idx = idx.into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let values = values
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let idx = idx
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             let mut layer_rows = Vec::with_capacity(values.len());
             for (b, w) in chunk.iter().enumerate() {
                 for p in 0..w.ids.len() {
                     let base = (b * t + p) * k;
                     for j in 0..k {
-                        layer_rows.push((idx[base + j] as u16, w.first + p as u32, values[base + j]));
+                        layer_rows.push((
+                            idx[base + j] as u16,
+                            w.first + p as u32,
+                            values[base + j],
+                        ));
                     }
                 }
             }
@@ -228,7 +350,17 @@ impl Recorder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn flush(&self, rows: &mut Rows, part: &mut usize, name: &str, step: usize, layer: usize, dense: bool, meta: &[(&str, String)], stats: &mut RecordStats) -> Result<()> {
+    fn flush(
+        &self,
+        rows: &mut Rows,
+        part: &mut usize,
+        name: &str,
+        step: usize,
+        layer: usize,
+        dense: bool,
+        meta: &[(&str, String)],
+        stats: &mut RecordStats,
+    ) -> Result<()> {
         if rows.is_empty() && *part > 0 {
             return Ok(());
         }
@@ -244,7 +376,9 @@ impl Recorder {
                 Arc::new(BooleanArray::from(vec![dense; rows.len()])),
             ],
         )?;
-        let path = self.partition("activations", name, step, layer).join(format!("part-{:04}.parquet", *part));
+        let path = self
+            .partition("activations", name, step, layer)
+            .join(format!("part-{:04}.parquet", *part));
         let mut file = AtomicParquet::create(&path, schema, meta)?;
         file.write(&batch)?;
         stats.rows_written += file.finish()?;
@@ -265,13 +399,33 @@ const LOGIT_LENS_TOKENS: usize = 5;
 ///   output matrices).
 /// - top_promoted / top_suppressed: tokens with the largest / smallest `γ_i · W_U[i, :]`
 ///   (logit lens through the final norm's scale).
-pub fn neuron_table(model: &Gpt, cfg: &GptConfig, layer: usize, tokenizer: &Tokenizer) -> Result<RecordBatch> {
+pub fn neuron_table(
+    model: &Gpt,
+    cfg: &GptConfig,
+    layer: usize,
+    tokenizer: &Tokenizer,
+) -> Result<RecordBatch> {
     let d = cfg.d_model;
     let vec_of = |t: Tensor<2>| -> Result<(Vec<f32>, [usize; 2])> {
         let dims = t.dims();
-        Ok((t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?, dims))
+        Ok((
+            t.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            dims,
+        ))
     };
-    let row_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> { (0..m.1[0]).map(|i| m.0[i * m.1[1]..(i + 1) * m.1[1]].iter().map(|x| x * x).sum()).collect() };
+    let row_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> {
+        (0..m.1[0])
+            .map(|i| {
+                m.0[i * m.1[1]..(i + 1) * m.1[1]]
+                    .iter()
+                    .map(|x| x * x)
+                    .sum()
+            })
+            .collect()
+    };
     let col_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> {
         let mut out = vec![0.0; m.1[1]];
         for r in 0..m.1[0] {
@@ -293,23 +447,53 @@ pub fn neuron_table(model: &Gpt, cfg: &GptConfig, layer: usize, tokenizer: &Toke
     let block = &model.blocks[layer];
     let wa = col_norms(&vec_of(block.attn.c_proj.weight.val())?);
     let wm = col_norms(&vec_of(block.mlp.c_proj.weight.val())?);
-    let gamma = model.ln_f.gamma.val().into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let gamma = model
+        .ln_f
+        .gamma
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let vocab = unembed.1[1].min(tokenizer.get_vocab_size(true));
     let text = |id: usize| tokenizer.decode(&[id as u32], false).unwrap_or_default();
     let (mut promoted, mut suppressed) = (Vec::with_capacity(d), Vec::with_capacity(d));
-    for i in 0..d {
+    for (i, g) in gamma.iter().enumerate().take(d) {
         let row = &unembed.0[i * unembed.1[1]..i * unembed.1[1] + vocab];
         let mut order: Vec<usize> = (0..vocab).collect();
-        order.sort_by(|&a, &b| (gamma[i] * row[b]).total_cmp(&(gamma[i] * row[a])).then(a.cmp(&b)));
-        promoted.push(order.iter().take(LOGIT_LENS_TOKENS).map(|&t| text(t)).collect::<Vec<_>>().join(" | "));
-        suppressed.push(order.iter().rev().take(LOGIT_LENS_TOKENS).map(|&t| text(t)).collect::<Vec<_>>().join(" | "));
+        order.sort_by(|&a, &b| {
+            (gamma[i] * row[b])
+                .total_cmp(&(gamma[i] * row[a]))
+                .then(a.cmp(&b))
+        });
+        promoted.push(
+            order
+                .iter()
+                .take(LOGIT_LENS_TOKENS)
+                .map(|&t| text(t))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
+        suppressed.push(
+            order
+                .iter()
+                .rev()
+                .take(LOGIT_LENS_TOKENS)
+                .map(|&t| text(t))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
     }
     Ok(RecordBatch::try_new(
         queries::schema::neurons_schema(),
         vec![
             Arc::new(UInt16Array::from_iter_values((0..d).map(|i| i as u16))),
-            Arc::new(Float32Array::from_iter_values(read_sq.iter().map(|x| x.sqrt()))),
-            Arc::new(Float32Array::from_iter_values(wa.iter().zip(&wm).map(|(a, m)| (a + m).sqrt()))),
+            Arc::new(Float32Array::from_iter_values(
+                read_sq.iter().map(|x| x.sqrt()),
+            )),
+            Arc::new(Float32Array::from_iter_values(
+                wa.iter().zip(&wm).map(|(a, m)| (a + m).sqrt()),
+            )),
             Arc::new(StringArray::from(promoted)),
             Arc::new(StringArray::from(suppressed)),
         ],
@@ -322,7 +506,17 @@ mod tests {
     use model::checkpoint::{CheckpointMeta, save_checkpoint};
 
     fn tiny() -> GptConfig {
-        GptConfig { vocab_size: 40, block_size: 16, d_model: 32, n_heads: 2, n_layers: 3, d_ff: 64, topk_k: 4, n_nontopk: 1, ..GptConfig::tiny(40) }
+        GptConfig {
+            vocab_size: 40,
+            block_size: 16,
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 3,
+            d_ff: 64,
+            topk_k: 4,
+            n_nontopk: 1,
+            ..GptConfig::tiny(40)
+        }
     }
 
     fn tokens(n: usize) -> Vec<RecordBatch> {
@@ -355,17 +549,37 @@ mod tests {
         let device = Device::flex();
         device.seed(5);
         let model = tiny().init(&device);
-        let meta = CheckpointMeta { step: 7, tokens_seen: 0, train_loss: None, val_loss: None, lr: 0.0, topk_k: 4, dead_fraction: vec![], seconds: 0.0, sha256: String::new() };
+        let meta = CheckpointMeta {
+            step: 7,
+            tokens_seen: 0,
+            train_loss: None,
+            val_loss: None,
+            lr: 0.0,
+            topk_k: 4,
+            dead_fraction: vec![],
+            seconds: 0.0,
+            sha256: String::new(),
+        };
         save_checkpoint(dir, &model, meta).unwrap()
     }
 
     fn recorder(out: &Path, rows_per_file: usize) -> Recorder {
-        Recorder { out: out.to_owned(), k: 4, batch_size: 3, rows_per_file, run_id: "t".into(), device: Device::flex() }
+        Recorder {
+            out: out.to_owned(),
+            k: 4,
+            batch_size: 3,
+            rows_per_file,
+            run_id: "t".into(),
+            device: Device::flex(),
+        }
     }
 
     fn read_partition(out: &Path, layer: usize) -> Vec<(u16, u32, f32)> {
         let dir = out.join(format!("activations/model=m/step=7/layer={layer}"));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         let mut rows = Vec::new();
         for f in files {
@@ -387,27 +601,51 @@ mod tests {
         let rec = recorder(&out, ROWS_PER_FILE);
         let mut stats = RecordStats::default();
         let toks = tokens(100);
-        rec.record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        rec.record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .unwrap();
         assert_eq!(stats.partitions_written, 3);
 
         // A direct forward pass over the first document (tokens 0..23, in windows of 16).
         let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
         let ids: Vec<i64> = (0..16).map(|i| ((i * 7 + 1) % 40) as i64).collect();
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 16]), &Device::flex());
-        let hidden = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() }).hidden;
-        for layer in 0..3 {
+        let hidden = model
+            .forward_with(
+                x,
+                ForwardInput {
+                    capture_hidden: true,
+                    ..Default::default()
+                },
+            )
+            .hidden;
+        for (layer, hidden) in hidden.iter().enumerate() {
             let rows = read_partition(&out, layer);
             assert_eq!(rows.len(), 4 * 100, "layer {layer}");
-            let h = hidden[layer].to_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+            let h = hidden[layer]
+                .to_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap();
             for token in [0u32, 5, 15] {
-                let mine: Vec<(u16, f32)> = rows.iter().filter(|r| r.1 == token).map(|r| (r.0, r.2)).collect();
+                let mine: Vec<(u16, f32)> = rows
+                    .iter()
+                    .filter(|r| r.1 == token)
+                    .map(|r| (r.0, r.2))
+                    .collect();
                 assert_eq!(mine.len(), 4);
                 for (n, v) in &mine {
-                    assert_eq!(*v, h[token as usize * 32 + *n as usize], "layer {layer} token {token} neuron {n}");
+                    assert_eq!(
+                        *v,
+                        h[token as usize * 32 + *n as usize],
+                        "layer {layer} token {token} neuron {n}"
+                    );
                 }
                 if layer < 2 {
                     // TopK layer: the recorded entries are exactly the non-zero ones.
-                    let nonzero = h[token as usize * 32..(token as usize + 1) * 32].iter().filter(|v| **v != 0.0).count();
+                    let nonzero = h[token as usize * 32..(token as usize + 1) * 32]
+                        .iter()
+                        .filter(|v| **v != 0.0)
+                        .count();
                     assert_eq!(nonzero, 4);
                 }
             }
@@ -422,24 +660,50 @@ mod tests {
         let cp = checkpoint(tmp.path());
         let toks = tokens(60);
         let clean = tmp.path().join("clean");
-        recorder(&clean, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut RecordStats::default()).unwrap();
+        recorder(&clean, ROWS_PER_FILE)
+            .record_checkpoint(
+                "m",
+                &tiny(),
+                &cp,
+                &toks,
+                &tokenizer(),
+                &mut RecordStats::default(),
+            )
+            .unwrap();
 
         let crashed = tmp.path().join("crashed");
-        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut RecordStats::default()).unwrap();
+        recorder(&crashed, ROWS_PER_FILE)
+            .record_checkpoint(
+                "m",
+                &tiny(),
+                &cp,
+                &toks,
+                &tokenizer(),
+                &mut RecordStats::default(),
+            )
+            .unwrap();
         // Simulate a kill during layer 1: its files are gone and a temporary file is left.
         let part = crashed.join("activations/model=m/step=7/layer=1");
         std::fs::remove_dir_all(&part).unwrap();
         std::fs::create_dir_all(&part).unwrap();
         std::fs::write(part.join(".part-0000.parquet.tmp"), b"half a file").unwrap();
         let mut stats = RecordStats::default();
-        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        recorder(&crashed, ROWS_PER_FILE)
+            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .unwrap();
         assert_eq!((stats.partitions_written, stats.partitions_kept), (1, 2));
         for layer in 0..3 {
-            assert_eq!(read_partition(&clean, layer), read_partition(&crashed, layer), "layer {layer}");
+            assert_eq!(
+                read_partition(&clean, layer),
+                read_partition(&crashed, layer),
+                "layer {layer}"
+            );
         }
         // Nothing to do the third time.
         let mut stats = RecordStats::default();
-        recorder(&crashed, ROWS_PER_FILE).record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats).unwrap();
+        recorder(&crashed, ROWS_PER_FILE)
+            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .unwrap();
         assert_eq!((stats.partitions_written, stats.partitions_kept), (0, 3));
     }
 
@@ -452,7 +716,9 @@ mod tests {
         for n in [300, 600] {
             let out = tmp.path().join(format!("r{n}"));
             let mut stats = RecordStats::default();
-            recorder(&out, bound).record_checkpoint("m", &tiny(), &cp, &tokens(n), &tokenizer(), &mut stats).unwrap();
+            recorder(&out, bound)
+                .record_checkpoint("m", &tiny(), &cp, &tokens(n), &tokenizer(), &mut stats)
+                .unwrap();
             assert_eq!(read_partition(&out, 0).len(), 4 * n);
             maxima.push(stats.max_rows_buffered);
         }

@@ -40,7 +40,12 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// Runs a report query, or records why it could not run.
-async fn fetch(session: &SessionContext, sql: &str, what: &str, notices: &mut Vec<String>) -> Option<Batches> {
+async fn fetch(
+    session: &SessionContext,
+    sql: &str,
+    what: &str,
+    notices: &mut Vec<String>,
+) -> Option<Batches> {
     match collect(session, sql).await {
         Ok(b) if b.iter().map(|b| b.num_rows()).sum::<usize>() > 0 => Some(b),
         Ok(_) => {
@@ -68,21 +73,50 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
     let mut notices = Vec::new();
     let mut figures = Vec::new();
     let mut add = |stem: &str, title: &str, caption: &str, f: reports::chart::Figure| {
-        let rel = |p: &std::path::Path| format!("figures/{}", p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| stem.to_owned()));
-        figures.push(FigureRef { title: title.into(), png: rel(&f.png), svg: rel(&f.svg), csv: rel(&f.csv), caption: caption.into() });
+        let rel = |p: &std::path::Path| {
+            format!(
+                "figures/{}",
+                p.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| stem.to_owned())
+            )
+        };
+        figures.push(FigureRef {
+            title: title.into(),
+            png: rel(&f.png),
+            svg: rel(&f.svg),
+            csv: rel(&f.csv),
+            caption: caption.into(),
+        });
     };
 
     // 1. Training curves.
     if let Some(b) = fetch(s, q::LOSS_CURVES, "Training curves", &mut notices).await {
-        let (m, t, l) = (column_str(&b, "model")?, column_f64(&b, "tokens")?, column_f64(&b, "val_loss")?);
+        let (m, t, l) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "tokens")?,
+            column_f64(&b, "val_loss")?,
+        );
         let chart = LineChart {
             title: "Validation loss during training".into(),
             x_label: "tokens seen".into(),
             y_label: "validation loss (nats/token)".into(),
             log_x: false,
-            series: group_by_key(&m, &t, &l).into_iter().map(|(label, points)| Series { label, points, band: vec![] }).collect(),
+            series: group_by_key(&m, &t, &l)
+                .into_iter()
+                .map(|(label, points)| Series {
+                    label,
+                    points,
+                    band: vec![],
+                })
+                .collect(),
         };
-        add("loss", "Training curves", "Validation loss of the TopK model and the dense baseline over tokens seen; markers are checkpoints. The TopK model should track the dense one closely.", chart.write(&fig_dir.join("loss"))?);
+        add(
+            "loss",
+            "Training curves",
+            "Validation loss of the TopK model and the dense baseline over tokens seen; markers are checkpoints. The TopK model should track the dense one closely.",
+            chart.write(&fig_dir.join("loss"))?,
+        );
     }
 
     // 2. Entropy per layer at the last checkpoint.
@@ -90,76 +124,196 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
         let (m, layer) = (column_str(&b, "model")?, column_f64(&b, "layer")?);
         let mut series = Vec::new();
         for (kind, col) in [("semantic", "semantic_entropy"), ("token", "token_entropy")] {
-            let (med, q1, q3) = (column_f64(&b, &format!("{col}_median"))?, column_f64(&b, &format!("{col}_q1"))?, column_f64(&b, &format!("{col}_q3"))?);
+            let (med, q1, q3) = (
+                column_f64(&b, &format!("{col}_median"))?,
+                column_f64(&b, &format!("{col}_q1"))?,
+                column_f64(&b, &format!("{col}_q3"))?,
+            );
             let mut by: BTreeMap<String, Series> = BTreeMap::new();
             for i in 0..m.len() {
-                let e = by.entry(m[i].clone()).or_insert_with(|| Series { label: format!("{} ({kind})", m[i]), ..Default::default() });
+                let e = by.entry(m[i].clone()).or_insert_with(|| Series {
+                    label: format!("{} ({kind})", m[i]),
+                    ..Default::default()
+                });
                 e.points.push((layer[i], med[i]));
                 e.band.push((layer[i], q1[i], q3[i]));
             }
             series.extend(by.into_values());
         }
-        let chart = LineChart { title: "Neuron entropy per layer (last checkpoint)".into(), x_label: "layer".into(), y_label: "normalised entropy (median, IQR band)".into(), log_x: false, series };
-        add("entropy_by_layer", "Entropy per layer", "Median normalised token and semantic entropy of neurons per layer, with the inter-quartile range. Lower semantic entropy means more concept-specific neurons; the paper finds TopK layers lower than dense ones.", chart.write(&fig_dir.join("entropy_by_layer"))?);
+        let chart = LineChart {
+            title: "Neuron entropy per layer (last checkpoint)".into(),
+            x_label: "layer".into(),
+            y_label: "normalised entropy (median, IQR band)".into(),
+            log_x: false,
+            series,
+        };
+        add(
+            "entropy_by_layer",
+            "Entropy per layer",
+            "Median normalised token and semantic entropy of neurons per layer, with the inter-quartile range. Lower semantic entropy means more concept-specific neurons; the paper finds TopK layers lower than dense ones.",
+            chart.write(&fig_dir.join("entropy_by_layer"))?,
+        );
     }
 
     // 3 and 5. Entropy and stability over training.
-    if let Some(b) = fetch(s, q::ENTROPY_OVER_TRAINING, "Entropy over training", &mut notices).await {
-        let (m, layer, step) = (column_str(&b, "model")?, column_f64(&b, "layer")?, column_f64(&b, "step")?);
-        let keys: Vec<String> = m.iter().zip(&layer).map(|(m, l)| format!("{m} L{l}")).collect();
-        let (med, q1, q3) = (column_f64(&b, "semantic_entropy_median")?, column_f64(&b, "semantic_entropy_q1")?, column_f64(&b, "semantic_entropy_q3")?);
+    if let Some(b) = fetch(
+        s,
+        q::ENTROPY_OVER_TRAINING,
+        "Entropy over training",
+        &mut notices,
+    )
+    .await
+    {
+        let (m, layer, step) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "layer")?,
+            column_f64(&b, "step")?,
+        );
+        let keys: Vec<String> = m
+            .iter()
+            .zip(&layer)
+            .map(|(m, l)| format!("{m} L{l}"))
+            .collect();
+        let (med, q1, q3) = (
+            column_f64(&b, "semantic_entropy_median")?,
+            column_f64(&b, "semantic_entropy_q1")?,
+            column_f64(&b, "semantic_entropy_q3")?,
+        );
         let mut by: BTreeMap<String, Series> = BTreeMap::new();
         for i in 0..keys.len() {
-            let e = by.entry(keys[i].clone()).or_insert_with(|| Series { label: keys[i].clone(), ..Default::default() });
+            let e = by.entry(keys[i].clone()).or_insert_with(|| Series {
+                label: keys[i].clone(),
+                ..Default::default()
+            });
             e.points.push((step[i] + 1.0, med[i]));
             e.band.push((step[i] + 1.0, q1[i], q3[i]));
         }
-        let chart = LineChart { title: "Semantic entropy over training".into(), x_label: "step + 1".into(), y_label: "normalised semantic entropy (median)".into(), log_x: true, series: by.into_values().collect() };
-        add("entropy_over_training", "Entropy over training", "Median normalised semantic entropy of each layer's neurons at every checkpoint (IQR shaded). A fall marks neurons becoming concept-specific.", chart.write(&fig_dir.join("entropy_over_training"))?);
+        let chart = LineChart {
+            title: "Semantic entropy over training".into(),
+            x_label: "step + 1".into(),
+            y_label: "normalised semantic entropy (median)".into(),
+            log_x: true,
+            series: by.into_values().collect(),
+        };
+        add(
+            "entropy_over_training",
+            "Entropy over training",
+            "Median normalised semantic entropy of each layer's neurons at every checkpoint (IQR shaded). A fall marks neurons becoming concept-specific.",
+            chart.write(&fig_dir.join("entropy_over_training"))?,
+        );
         let stable = column_f64(&b, "stable_share")?;
         let chart = LineChart {
             title: "Share of neurons stable since the previous checkpoint".into(),
             x_label: "step + 1".into(),
             y_label: "stable share (cosine ≥ threshold)".into(),
             log_x: true,
-            series: group_by_key(&keys, &step.iter().map(|s| s + 1.0).collect::<Vec<_>>(), &stable).into_iter().map(|(label, points)| Series { label, points: points.into_iter().filter(|p| p.1.is_finite()).collect(), band: vec![] }).collect(),
+            series: group_by_key(
+                &keys,
+                &step.iter().map(|s| s + 1.0).collect::<Vec<_>>(),
+                &stable,
+            )
+            .into_iter()
+            .map(|(label, points)| Series {
+                label,
+                points: points.into_iter().filter(|p| p.1.is_finite()).collect(),
+                band: vec![],
+            })
+            .collect(),
         };
-        add("stable_share", "Lineage", "Share of neurons whose activation pattern over the evaluation tokens keeps cosine similarity at or above the threshold from one checkpoint to the next. In a TopK LM a neuron keeps its index, so this measures identity directly.", chart.write(&fig_dir.join("stable_share"))?);
+        add(
+            "stable_share",
+            "Lineage",
+            "Share of neurons whose activation pattern over the evaluation tokens keeps cosine similarity at or above the threshold from one checkpoint to the next. In a TopK LM a neuron keeps its index, so this measures identity directly.",
+            chart.write(&fig_dir.join("stable_share"))?,
+        );
     }
 
     // 4. Formation.
     if let Some(b) = fetch(s, q::FORMATION_COUNTS, "Neuron formation", &mut notices).await {
-        let (m, layer, step, n) = (column_str(&b, "model")?, column_f64(&b, "layer")?, column_f64(&b, "formation_step")?, column_f64(&b, "n")?);
+        let (m, layer, step, n) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "layer")?,
+            column_f64(&b, "formation_step")?,
+            column_f64(&b, "n")?,
+        );
         let mut steps: Vec<i64> = step.iter().map(|s| *s as i64).collect();
         steps.sort();
         steps.dedup();
         let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for i in 0..m.len() {
-            let g = groups.entry(format!("{} L{}", m[i], layer[i])).or_insert_with(|| vec![0.0; steps.len()]);
+            let g = groups
+                .entry(format!("{} L{}", m[i], layer[i]))
+                .or_insert_with(|| vec![0.0; steps.len()]);
             g[steps.binary_search(&(step[i] as i64)).expect("step listed")] += n[i];
         }
-        let chart = BarChart { title: "When neurons form".into(), x_label: "formation step".into(), y_label: "neurons".into(), categories: steps.iter().map(|s| s.to_string()).collect(), groups: groups.into_iter().collect() };
-        add("formation", "Neuron formation", "Number of neurons per layer that form at each checkpoint: from then on their top concept stays fixed and their normalised semantic entropy stays below the threshold.", chart.write(&fig_dir.join("formation"))?);
+        let chart = BarChart {
+            title: "When neurons form".into(),
+            x_label: "formation step".into(),
+            y_label: "neurons".into(),
+            categories: steps.iter().map(|s| s.to_string()).collect(),
+            groups: groups.into_iter().collect(),
+        };
+        add(
+            "formation",
+            "Neuron formation",
+            "Number of neurons per layer that form at each checkpoint: from then on their top concept stays fixed and their normalised semantic entropy stays below the threshold.",
+            chart.write(&fig_dir.join("formation"))?,
+        );
     }
 
     // 6. Activation frequency.
     if let Some(b) = fetch(s, q::FREQUENCY_BINS, "Activation frequency", &mut notices).await {
-        let (m, decade, n) = (column_str(&b, "model")?, column_f64(&b, "decade")?, column_f64(&b, "n")?);
+        let (m, decade, n) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "decade")?,
+            column_f64(&b, "n")?,
+        );
         let mut decades: Vec<i64> = decade.iter().map(|d| *d as i64).collect();
         decades.sort();
         decades.dedup();
         let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for i in 0..m.len() {
-            groups.entry(m[i].clone()).or_insert_with(|| vec![0.0; decades.len()])[decades.binary_search(&(decade[i] as i64)).expect("listed")] += n[i];
+            groups
+                .entry(m[i].clone())
+                .or_insert_with(|| vec![0.0; decades.len()])
+                [decades.binary_search(&(decade[i] as i64)).expect("listed")] += n[i];
         }
-        let label = |d: i64| if d == -9 { "dead".to_owned() } else { format!("1e{d}") };
-        let chart = BarChart { title: "Activation frequency of neurons (last checkpoint)".into(), x_label: "share of tokens where active (decade)".into(), y_label: "neurons".into(), categories: decades.iter().map(|d| label(*d)).collect(), groups: groups.into_iter().collect() };
-        add("frequency", "Activation frequency", "Neurons by how often they are among a token's top-k, on a log scale; `dead` neurons never are.", chart.write(&fig_dir.join("frequency"))?);
+        let label = |d: i64| {
+            if d == -9 {
+                "dead".to_owned()
+            } else {
+                format!("1e{d}")
+            }
+        };
+        let chart = BarChart {
+            title: "Activation frequency of neurons (last checkpoint)".into(),
+            x_label: "share of tokens where active (decade)".into(),
+            y_label: "neurons".into(),
+            categories: decades.iter().map(|d| label(*d)).collect(),
+            groups: groups.into_iter().collect(),
+        };
+        add(
+            "frequency",
+            "Activation frequency",
+            "Neurons by how often they are among a token's top-k, on a log scale; `dead` neurons never are.",
+            chart.write(&fig_dir.join("frequency"))?,
+        );
     }
 
-    notices.push("Steering dose-response curves: the steering stage is not part of this pipeline yet.".into());
+    notices.push(
+        "Steering dose-response curves: the steering stage is not part of this pipeline yet."
+            .into(),
+    );
     let (neurons, pages) = neuron_section(ctx, s, &mut notices).await?;
-    Ok(Report { title: format!("TopK LM report: {}", ctx.cfg.run.name), summary: summary(ctx), models: models_table(ctx), figures, notices, neurons, pages })
+    Ok(Report {
+        title: format!("TopK LM report: {}", ctx.cfg.run.name),
+        summary: summary(ctx),
+        models: models_table(ctx),
+        figures,
+        notices,
+        neurons,
+        pages,
+    })
 }
 
 fn summary(ctx: &Ctx) -> Vec<(String, String)> {
@@ -167,13 +321,48 @@ fn summary(ctx: &Ctx) -> Vec<(String, String)> {
     let c = &ctx.cfg;
     let mut out = vec![
         ("run".to_owned(), m.run_id.clone()),
-        ("preset".to_owned(), format!("{:?}", c.run.preset).to_lowercase()),
-        ("model".to_owned(), format!("d_model {}, {} layers ({} TopK, k = {}), {} heads, context {}", c.model.d_model, c.model.n_layers, c.model.n_layers - c.model.n_nontopk, c.model.topk_k, c.model.n_heads, c.model.block_size)),
-        ("training".to_owned(), format!("{} steps × {} sequences, lr {}, seed {}", c.train.steps, c.train.batch_size * c.train.grad_accum, c.train.lr, c.train.seed)),
-        ("git commit".to_owned(), m.git_commit.clone().unwrap_or_else(|| "unknown".into())),
+        (
+            "preset".to_owned(),
+            format!("{:?}", c.run.preset).to_lowercase(),
+        ),
+        (
+            "model".to_owned(),
+            format!(
+                "d_model {}, {} layers ({} TopK, k = {}), {} heads, context {}",
+                c.model.d_model,
+                c.model.n_layers,
+                c.model.n_layers - c.model.n_nontopk,
+                c.model.topk_k,
+                c.model.n_heads,
+                c.model.block_size
+            ),
+        ),
+        (
+            "training".to_owned(),
+            format!(
+                "{} steps × {} sequences, lr {}, seed {}",
+                c.train.steps,
+                c.train.batch_size * c.train.grad_accum,
+                c.train.lr,
+                c.train.seed
+            ),
+        ),
+        (
+            "git commit".to_owned(),
+            m.git_commit.clone().unwrap_or_else(|| "unknown".into()),
+        ),
     ];
     if let Some(p) = m.stages.get("prepare") {
-        out.push(("data".to_owned(), format!("{} documents, {} train tokens, vocabulary {}, {} evaluation tokens", p.summary["documents"], p.summary["train_tokens"], p.summary["vocab_size"], p.summary["eval_tokens"])));
+        out.push((
+            "data".to_owned(),
+            format!(
+                "{} documents, {} train tokens, vocabulary {}, {} evaluation tokens",
+                p.summary["documents"],
+                p.summary["train_tokens"],
+                p.summary["vocab_size"],
+                p.summary["eval_tokens"]
+            ),
+        ));
     }
     for (stage, rec) in &m.stages {
         out.push((format!("time: {stage}"), format!("{:.1} s", rec.seconds)));
@@ -183,55 +372,145 @@ fn summary(ctx: &Ctx) -> Vec<(String, String)> {
 
 fn models_table(ctx: &Ctx) -> Table {
     let m = Manifest::load(&ctx.run_dir).unwrap_or_default();
-    let mut t = Table { headers: vec!["model".into(), "parameters".into(), "validation loss".into(), "perplexity".into(), "training tokens/s".into()], ..Default::default() };
+    let mut t = Table {
+        headers: vec![
+            "model".into(),
+            "parameters".into(),
+            "validation loss".into(),
+            "perplexity".into(),
+            "training tokens/s".into(),
+        ],
+        ..Default::default()
+    };
     if let Some(train) = m.stages.get("train").and_then(|r| r.summary.as_object()) {
         for (name, v) in train {
-            t.rows.push(vec![name.clone(), v["params"].to_string(), format!("{:.3}", v["val_loss"].as_f64().unwrap_or(f64::NAN)), format!("{:.1}", v["val_ppl"].as_f64().unwrap_or(f64::NAN)), format!("{:.0}", v["tokens_per_second"].as_f64().unwrap_or(0.0))]);
+            t.rows.push(vec![
+                name.clone(),
+                v["params"].to_string(),
+                format!("{:.3}", v["val_loss"].as_f64().unwrap_or(f64::NAN)),
+                format!("{:.1}", v["val_ppl"].as_f64().unwrap_or(f64::NAN)),
+                format!("{:.0}", v["tokens_per_second"].as_f64().unwrap_or(0.0)),
+            ]);
             t.links.push(None);
         }
     }
     t
 }
 
-async fn neuron_section(ctx: &Ctx, s: &SessionContext, notices: &mut Vec<String>) -> Result<(Table, Vec<NeuronPage>)> {
+async fn neuron_section(
+    ctx: &Ctx,
+    s: &SessionContext,
+    notices: &mut Vec<String>,
+) -> Result<(Table, Vec<NeuronPage>)> {
     let mut table = Table {
-        headers: ["neuron", "top concept", "concept share", "semantic entropy", "token entropy", "frequency", "formed at step", "promotes"].map(String::from).to_vec(),
+        headers: [
+            "neuron",
+            "top concept",
+            "concept share",
+            "semantic entropy",
+            "token entropy",
+            "frequency",
+            "formed at step",
+            "promotes",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Default::default()
     };
     let sql = q::TOP_NEURONS.replace("{{limit}}", &ctx.cfg.report.neurons_per_layer.to_string());
     let Some(b) = fetch(s, &sql, "Concept-specific neurons", notices).await else {
         return Ok((table, vec![]));
     };
-    let (model, layer, neuron, step) = (column_str(&b, "model")?, column_f64(&b, "layer")?, column_f64(&b, "neuron")?, column_f64(&b, "step")?);
-    let (concept, share, se, te) = (column_str(&b, "top_concept")?, column_f64(&b, "top_share")?, column_f64(&b, "semantic_entropy")?, column_f64(&b, "token_entropy")?);
-    let (freq, maxv, nobs, formed) = (column_f64(&b, "frequency")?, column_f64(&b, "max_value")?, column_f64(&b, "n_obs")?, column_f64(&b, "formation_step")?);
-    let (promoted, suppressed) = (column_str(&b, "top_promoted")?, column_str(&b, "top_suppressed")?);
+    let (model, layer, neuron, step) = (
+        column_str(&b, "model")?,
+        column_f64(&b, "layer")?,
+        column_f64(&b, "neuron")?,
+        column_f64(&b, "step")?,
+    );
+    let (concept, share, se, te) = (
+        column_str(&b, "top_concept")?,
+        column_f64(&b, "top_share")?,
+        column_f64(&b, "semantic_entropy")?,
+        column_f64(&b, "token_entropy")?,
+    );
+    let (freq, maxv, nobs, formed) = (
+        column_f64(&b, "frequency")?,
+        column_f64(&b, "max_value")?,
+        column_f64(&b, "n_obs")?,
+        column_f64(&b, "formation_step")?,
+    );
+    let (promoted, suppressed) = (
+        column_str(&b, "top_promoted")?,
+        column_str(&b, "top_suppressed")?,
+    );
 
     let contexts = collect(s, "SELECT model, layer, neuron, rank, value, token_text, left_context, right_context FROM top_contexts ORDER BY model, layer, neuron, rank").await.unwrap_or_default();
     let concepts = collect(s, q::NEURON_CONCEPTS).await.unwrap_or_default();
     let hist = collect(s, q::NEURON_HISTOGRAMS).await.unwrap_or_default();
-    let entropy = collect(s, "SELECT model, layer, neuron, step, entropy_norm FROM semantic_entropy ORDER BY step").await.unwrap_or_default();
+    let entropy = collect(
+        s,
+        "SELECT model, layer, neuron, step, entropy_norm FROM semantic_entropy ORDER BY step",
+    )
+    .await
+    .unwrap_or_default();
     let key = |m: &str, l: f64, n: f64| format!("{m}/{l}/{n}");
     let index = |b: &Batches| -> Result<BTreeMap<String, Vec<usize>>> {
-        let (m, l, n) = (column_str(b, "model")?, column_f64(b, "layer")?, column_f64(b, "neuron")?);
+        let (m, l, n) = (
+            column_str(b, "model")?,
+            column_f64(b, "layer")?,
+            column_f64(b, "neuron")?,
+        );
         let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for i in 0..m.len() {
             out.entry(key(&m[i], l[i], n[i])).or_default().push(i);
         }
         Ok(out)
     };
-    let (ci, cci, hi, ei) = (index(&contexts)?, index(&concepts)?, index(&hist)?, index(&entropy)?);
-    let (c_val, c_tok, c_left, c_right) = (column_f64(&contexts, "value")?, column_str(&contexts, "token_text")?, column_str(&contexts, "left_context")?, column_str(&contexts, "right_context")?);
-    let (cc_name, cc_share) = (column_str(&concepts, "concept")?, column_f64(&concepts, "share")?);
-    let (h_bin, h_top, h_n) = (column_f64(&hist, "bin")?, column_f64(&hist, "top")?, column_f64(&hist, "n")?);
-    let (e_step, e_val) = (column_f64(&entropy, "step")?, column_f64(&entropy, "entropy_norm")?);
+    let (ci, cci, hi, ei) = (
+        index(&contexts)?,
+        index(&concepts)?,
+        index(&hist)?,
+        index(&entropy)?,
+    );
+    let (c_val, c_tok, c_left, c_right) = (
+        column_f64(&contexts, "value")?,
+        column_str(&contexts, "token_text")?,
+        column_str(&contexts, "left_context")?,
+        column_str(&contexts, "right_context")?,
+    );
+    let (cc_name, cc_share) = (
+        column_str(&concepts, "concept")?,
+        column_f64(&concepts, "share")?,
+    );
+    let (h_bin, h_top, h_n) = (
+        column_f64(&hist, "bin")?,
+        column_f64(&hist, "top")?,
+        column_f64(&hist, "n")?,
+    );
+    let (e_step, e_val) = (
+        column_f64(&entropy, "step")?,
+        column_f64(&entropy, "entropy_norm")?,
+    );
 
     let mut pages = Vec::new();
     for i in 0..model.len() {
         let k = key(&model[i], layer[i], neuron[i]);
         let slug = format!("{}-L{}-N{}", model[i], layer[i], neuron[i]);
-        let formed_at = if formed[i].is_nan() { "not yet".to_owned() } else { format!("{}", formed[i]) };
-        table.rows.push(vec![format!("{} L{} N{}", model[i], layer[i], neuron[i]), concept[i].clone(), format!("{:.2}", share[i]), format!("{:.3}", se[i]), format!("{:.3}", te[i]), format!("{:.4}", freq[i]), formed_at.clone(), promoted[i].clone()]);
+        let formed_at = if formed[i].is_nan() {
+            "not yet".to_owned()
+        } else {
+            format!("{}", formed[i])
+        };
+        table.rows.push(vec![
+            format!("{} L{} N{}", model[i], layer[i], neuron[i]),
+            concept[i].clone(),
+            format!("{:.2}", share[i]),
+            format!("{:.3}", se[i]),
+            format!("{:.3}", te[i]),
+            format!("{:.4}", freq[i]),
+            formed_at.clone(),
+            promoted[i].clone(),
+        ]);
         table.links.push(Some(format!("neurons/{slug}.html")));
         let rows = |m: &BTreeMap<String, Vec<usize>>| m.get(&k).cloned().unwrap_or_default();
         let mut histogram: Vec<(String, f64)> = Vec::new();
@@ -241,20 +520,44 @@ async fn neuron_section(ctx: &Ctx, s: &SessionContext, notices: &mut Vec<String>
         }
         pages.push(NeuronPage {
             slug,
-            title: format!("{} · layer {} · neuron {} · {}", model[i], layer[i], neuron[i], concept[i]),
+            title: format!(
+                "{} · layer {} · neuron {} · {}",
+                model[i], layer[i], neuron[i], concept[i]
+            ),
             facts: vec![
                 ("checkpoint step".into(), format!("{}", step[i])),
-                ("top concept (share)".into(), format!("{} ({:.2})", concept[i], share[i])),
-                ("semantic entropy (normalised)".into(), format!("{:.3}", se[i])),
+                (
+                    "top concept (share)".into(),
+                    format!("{} ({:.2})", concept[i], share[i]),
+                ),
+                (
+                    "semantic entropy (normalised)".into(),
+                    format!("{:.3}", se[i]),
+                ),
                 ("token entropy (normalised)".into(), format!("{:.3}", te[i])),
                 ("activation frequency".into(), format!("{:.4}", freq[i])),
                 ("max activation".into(), format!("{:.3}", maxv[i])),
                 ("observations".into(), format!("{}", nobs[i])),
                 ("formed at step".into(), formed_at),
             ],
-            contexts: rows(&ci).into_iter().map(|j| Ctx2 { left: c_left[j].clone(), token: c_tok[j].clone(), right: c_right[j].clone(), value: c_val[j] }).collect(),
-            concepts: rows(&cci).into_iter().take(10).map(|j| (cc_name[j].clone(), cc_share[j])).collect(),
-            entropy_over_steps: rows(&ei).into_iter().map(|j| (e_step[j], e_val[j])).collect(),
+            contexts: rows(&ci)
+                .into_iter()
+                .map(|j| Ctx2 {
+                    left: c_left[j].clone(),
+                    token: c_tok[j].clone(),
+                    right: c_right[j].clone(),
+                    value: c_val[j],
+                })
+                .collect(),
+            concepts: rows(&cci)
+                .into_iter()
+                .take(10)
+                .map(|j| (cc_name[j].clone(), cc_share[j]))
+                .collect(),
+            entropy_over_steps: rows(&ei)
+                .into_iter()
+                .map(|j| (e_step[j], e_val[j]))
+                .collect(),
             histogram,
             promoted: promoted[i].clone(),
             suppressed: suppressed[i].clone(),

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{Float32Builder, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow::array::{
+    Float32Builder, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+    UInt64Builder,
+};
 use model::checkpoint::{Checkpoint, list_checkpoints};
 use serde_json::json;
 
@@ -20,10 +23,16 @@ pub struct TokenStream {
 impl TokenStream {
     /// Maps a little-endian u32 file.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: the file is written once by `prepare` (atomically) and only read afterwards.
-        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-        anyhow::ensure!(map.len() % 4 == 0, "{}: truncated (size is not a multiple of 4 bytes); run `pipeline prepare --force`", path.display());
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("cannot map {}", path.display()))?;
+        anyhow::ensure!(
+            map.len() % 4 == 0,
+            "{}: truncated (size is not a multiple of 4 bytes); run `pipeline prepare --force`",
+            path.display()
+        );
         Ok(Self { map })
     }
 
@@ -36,14 +45,25 @@ impl TokenStream {
 /// The prepare stage's summary.
 pub fn read_summary(ctx: &Ctx) -> Result<PrepareSummary> {
     let path = ctx.path("prepare/summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}; run `pipeline prepare`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a prepare summary", path.display()))
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}; run `pipeline prepare`", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a prepare summary", path.display()))
 }
 
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let inputs = [ctx.path("prepare/train.bin"), ctx.path("prepare/val.bin"), ctx.path("prepare/summary.json")];
-    let section = (&ctx.cfg.model, &ctx.cfg.train, &ctx.cfg.models, &ctx.cfg.run.backend);
+    let inputs = [
+        ctx.path("prepare/train.bin"),
+        ctx.path("prepare/val.bin"),
+        ctx.path("prepare/summary.json"),
+    ];
+    let section = (
+        &ctx.cfg.model,
+        &ctx.cfg.train,
+        &ctx.cfg.models,
+        &ctx.cfg.run.backend,
+    );
     ctx.run_stage("train", &section, &inputs, || read_summary(ctx), |summary| {
         let device = model::device(&ctx.cfg.run.backend)?;
         let train = TokenStream::open(&inputs[0])?;
@@ -106,14 +126,22 @@ pub fn checkpoints(ctx: &Ctx) -> Result<Vec<(String, Vec<Checkpoint>)>> {
     for name in &ctx.cfg.models {
         let dir = ctx.path(&format!("train/{name}"));
         let cps = list_checkpoints(&dir)?;
-        anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints; run `pipeline train`", dir.display());
+        anyhow::ensure!(
+            !cps.is_empty(),
+            "{} has no checkpoints; run `pipeline train`",
+            dir.display()
+        );
         out.push((name.clone(), cps));
     }
     Ok(out)
 }
 
 /// The `metrics` table: one row per (model, checkpoint).
-pub fn write_metrics(path: &Path, models: &[(String, Vec<Checkpoint>)], run_id: &str) -> Result<()> {
+pub fn write_metrics(
+    path: &Path,
+    models: &[(String, Vec<Checkpoint>)],
+    run_id: &str,
+) -> Result<()> {
     let mut model = StringBuilder::new();
     let mut step = UInt32Builder::new();
     let mut tokens = UInt64Builder::new();
@@ -154,6 +182,11 @@ pub fn write_metrics(path: &Path, models: &[(String, Vec<Checkpoint>)], run_id: 
             Arc::new(seconds.finish()),
         ],
     )?;
-    queries::parquet_io::write_parquet(path, queries::schema::metrics_schema(), &[batch], &[("run_id", run_id.to_owned())])?;
+    queries::parquet_io::write_parquet(
+        path,
+        queries::schema::metrics_schema(),
+        &[batch],
+        &[("run_id", run_id.to_owned())],
+    )?;
     Ok(())
 }
