@@ -29,13 +29,27 @@ const TINY: &[&str] = &[
 
 fn pipeline(run_dir: &Path, corpus: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
-    cmd.current_dir(repo()).args(args).arg("--quiet");
-    let sets = [
+    cmd.current_dir(repo()).arg("--quiet");
+    let mut sets = vec![
         format!("run.dir={}", run_dir.display()),
         "run.name=e2e".to_owned(),
         format!("data.corpus={}", corpus.display()),
     ];
-    for s in sets.iter().map(String::as_str).chain(TINY.iter().copied()) {
+    sets.extend(TINY.iter().map(|s| s.to_string()));
+    // A test's own `--set`s go last, so they win over the fixture's.
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (*arg, it.clone().next()) {
+            ("--set", Some(value)) => {
+                sets.push(value.to_string());
+                it.next();
+            }
+            _ => rest.push(*arg),
+        }
+    }
+    cmd.args(rest);
+    for s in &sets {
         cmd.arg("--set").arg(s);
     }
     cmd.output().expect("the pipeline binary runs")

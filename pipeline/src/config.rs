@@ -45,6 +45,15 @@ pub struct DataSection {
     pub seed: u64,
 }
 
+/// Models trained elsewhere, analysed instead of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    /// A folder with one sub-folder per model in `models`, each holding `config.json` and
+    /// `checkpoints/step-NNNNNNN/model.safetensors` (the layout `train` writes). "" = train.
+    pub source: PathBuf,
+}
+
 /// What `record` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +85,7 @@ pub struct PipelineConfig {
     pub data: DataSection,
     pub model: GptConfig,
     pub train: TrainingConfig,
+    pub load: LoadSection,
     pub record: RecordSection,
     pub analyze: AnalysisParams,
     pub report: ReportSection,
@@ -122,6 +132,7 @@ impl PipelineConfig {
             model: GptConfig::preset(preset, vocab),
             train,
             models: vec!["topk".into(), "dense".into()],
+            load: LoadSection { source: "".into() },
             record: RecordSection {
                 k: 0,
                 batch_size: 16,
@@ -196,8 +207,12 @@ impl PipelineConfig {
             bail!("`models` is empty: list at least one of \"topk\", \"dense\"");
         }
         for m in &self.models {
-            if m != "topk" && m != "dense" {
-                bail!("`models` contains \"{m}\": each must be \"topk\" or \"dense\"");
+            let trainable = m == "topk" || m == "dense";
+            if self.load.source.as_os_str().is_empty() && !trainable {
+                bail!("`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)");
+            }
+            if m.is_empty() || m.contains(['/', '\\', '=']) {
+                bail!("`models` contains \"{m}\": a model name must be a non-empty folder name without `=`");
             }
         }
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {

@@ -462,8 +462,8 @@ pub fn neuron_table(
         let row = &unembed.0[i * unembed.1[1]..i * unembed.1[1] + vocab];
         let mut order: Vec<usize> = (0..vocab).collect();
         order.sort_by(|&a, &b| {
-            (gamma[i] * row[b])
-                .total_cmp(&(gamma[i] * row[a]))
+            (g * row[b])
+                .total_cmp(&(g * row[a]))
                 .then(a.cmp(&b))
         });
         promoted.push(

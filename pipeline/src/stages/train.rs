@@ -51,8 +51,11 @@ pub fn read_summary(ctx: &Ctx) -> Result<PrepareSummary> {
         .with_context(|| format!("{} is not a prepare summary", path.display()))
 }
 
-/// Runs the stage.
+/// Runs the stage: trains, or imports `load.source` when it is set.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
+    if !ctx.cfg.load.source.as_os_str().is_empty() {
+        return load(ctx);
+    }
     let inputs = [
         ctx.path("prepare/train.bin"),
         ctx.path("prepare/val.bin"),
@@ -117,6 +120,40 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         }
         write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
         Ok(serde_json::Value::Object(figures))
+    })
+}
+
+/// Imports checkpoint series trained elsewhere: each checkpoint is loaded (so a truncated file
+/// or a missing tensor is named) and written again in this run's layout. The safetensors
+/// bytes depend only on the weights, so importing this pipeline's own output is bit-exact.
+fn load(ctx: &Ctx) -> Result<Outcome> {
+    let source = &ctx.cfg.load.source;
+    let inputs: Vec<_> = ctx.cfg.models.iter().map(|m| source.join(m)).collect();
+    ctx.run_stage("train", &(&ctx.cfg.models, source), &inputs, || {
+        let mut series = Vec::new();
+        for (name, dir) in ctx.cfg.models.iter().zip(&inputs) {
+            let card = model::checkpoint::read_card(dir).with_context(|| format!("cannot import model `{name}`"))?;
+            let cps = list_checkpoints(dir)?;
+            anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints/step-*/ folders with meta.json", dir.display());
+            series.push((name.clone(), card, cps));
+        }
+        Ok(series)
+    }, |series| {
+        let device = model::device(&ctx.cfg.run.backend)?;
+        let mut all = Vec::new();
+        for (name, card, cps) in series {
+            let dir = ctx.path(&format!("train/{name}"));
+            model::checkpoint::write_or_check_card(&dir, &card)?;
+            let mut imported = Vec::new();
+            for cp in cps {
+                let weights = model::checkpoint::load_weights(&card.model, &cp.dir, &device)?;
+                imported.push(model::checkpoint::save_checkpoint(&dir, &weights, cp.meta.clone())?);
+            }
+            ctx.ui.say(&format!("     load: {name}: {} checkpoints from {}", imported.len(), source.join(&name).display()));
+            all.push((name, imported));
+        }
+        write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        Ok(json!({"imported": all.iter().map(|(n, c)| (n.clone(), c.len())).collect::<std::collections::BTreeMap<_, _>>()}))
     })
 }
 
