@@ -185,3 +185,101 @@ fn config_show_applies_overrides_and_rejects_bad_keys() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("record.k"), "{}", stderr(&out));
 }
+
+/// Headless Chromium, as installed by `scripts/setup.sh`, if any.
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .map(|name| Path::new("/usr/bin").join(name))
+        .find(|p| p.exists())
+}
+
+fn headless(browser: &Path, profile: &Path) -> Command {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--allow-file-access-from-files",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=3000",
+    ]);
+    cmd.arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+#[test]
+fn the_report_renders_in_a_real_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no Chromium at /usr/bin/chromium; install it with scripts/setup.sh");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = tmp.path().join("e2e/report");
+    let index = report.join("index.html");
+    let profile = tmp.path().join("profile");
+
+    let dom = headless(&browser, &profile)
+        .arg("--dump-dom")
+        .arg(format!("file://{}", index.display()))
+        .output()
+        .unwrap();
+    let html = String::from_utf8_lossy(&dom.stdout);
+    let logs = String::from_utf8_lossy(&dom.stderr);
+    // Every image loaded (the page's own check writes loaded/total on <body>).
+    let images = html
+        .split("data-images=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page's image check ran");
+    let (loaded, total) = images.split_once('/').unwrap();
+    assert!(
+        total.parse::<usize>().unwrap() >= 5 && loaded == total,
+        "images {images}"
+    );
+    assert!(
+        !logs.contains("Uncaught") && !logs.contains("ERR_FILE_NOT_FOUND"),
+        "{logs}"
+    );
+
+    // Every neuron link leads to a page that renders.
+    let links: Vec<&str> = html
+        .split("href=\"neurons/")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(!links.is_empty());
+    for link in &links {
+        assert!(report.join("neurons").join(link).exists(), "{link}");
+    }
+    let page = headless(&browser, &profile)
+        .arg("--dump-dom")
+        .arg(format!(
+            "file://{}",
+            report.join("neurons").join(links[0]).display()
+        ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains("Top activating contexts"));
+
+    // A screenshot for people to look at.
+    let shot = report.join("screenshot.png");
+    let status = headless(&browser, &profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,2400")
+        .arg(format!("file://{}", index.display()))
+        .status()
+        .unwrap();
+    assert!(status.success() && std::fs::metadata(&shot).unwrap().len() > 10_000);
+    let keep = std::env::temp_dir().join("pipeline-report-screenshot.png");
+    std::fs::copy(&shot, &keep).unwrap();
+    eprintln!("screenshot: {}", keep.display());
+}

@@ -63,7 +63,8 @@ pub struct GptConfig {
 }
 
 impl GptConfig {
-    /// The default preset: d_model 128, 4 layers (3 TopK + 1 dense), k = 16.
+    /// The default preset: d_model 128, 4 layers (3 TopK + 1 dense), k = 32 (a quarter of the
+    /// residual stream: at this width k = 16 cost 29% in perplexity, k = 32 13%).
     pub fn tiny(vocab_size: usize) -> Self {
         Self {
             vocab_size,
@@ -72,7 +73,7 @@ impl GptConfig {
             n_heads: 4,
             n_layers: 4,
             d_ff: 512,
-            topk_k: 16,
+            topk_k: 32,
             n_nontopk: 1,
             topk_by: TopKBy::Value,
             topk_relu: false,

@@ -209,10 +209,14 @@ impl PipelineConfig {
         for m in &self.models {
             let trainable = m == "topk" || m == "dense";
             if self.load.source.as_os_str().is_empty() && !trainable {
-                bail!("`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)");
+                bail!(
+                    "`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)"
+                );
             }
             if m.is_empty() || m.contains(['/', '\\', '=']) {
-                bail!("`models` contains \"{m}\": a model name must be a non-empty folder name without `=`");
+                bail!(
+                    "`models` contains \"{m}\": a model name must be a non-empty folder name without `=`"
+                );
             }
         }
         if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {

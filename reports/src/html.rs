@@ -82,6 +82,11 @@ figcaption{color:#444}.notice{background:#fff4e0;border-left:4px solid #e69f00;p
 .ctx{font-family:DejaVu Sans Mono,monospace;white-space:pre-wrap}.tok{padding:0 2px;border-radius:3px}
 .bar{background:#0072b2;height:12px;display:inline-block}";
 
+/// Marks on `<body data-images="loaded/total">` how many images rendered, so a headless
+/// browser (and a reader's devtools) can check the page without a driver.
+const IMAGE_CHECK_JS: &str = "window.addEventListener('load',()=>{const i=[...document.images];
+document.body.dataset.images=i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length});";
+
 const SORT_JS: &str = "document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
 const t=th.closest('table'),b=t.tBodies[0],r=[...b.rows],d=th.dataset.d==='1'?-1:1;th.dataset.d=d===1?'1':'0';
 r.sort((x,y)=>{const a=x.cells[i].innerText,c=y.cells[i].innerText,n=parseFloat(a)-parseFloat(c);return d*(isNaN(n)?a.localeCompare(c):n)});
@@ -89,7 +94,7 @@ r.forEach(x=>b.appendChild(x))}));";
 
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}\n<script>{SORT_JS}</script>\n</body></html>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\n<body>\n{body}\n<script>{SORT_JS}{IMAGE_CHECK_JS}</script>\n</body></html>\n",
         esc(title)
     )
 }

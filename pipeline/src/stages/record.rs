@@ -461,11 +461,7 @@ pub fn neuron_table(
     for (i, g) in gamma.iter().enumerate().take(d) {
         let row = &unembed.0[i * unembed.1[1]..i * unembed.1[1] + vocab];
         let mut order: Vec<usize> = (0..vocab).collect();
-        order.sort_by(|&a, &b| {
-            (g * row[b])
-                .total_cmp(&(g * row[a]))
-                .then(a.cmp(&b))
-        });
+        order.sort_by(|&a, &b| (g * row[b]).total_cmp(&(g * row[a])).then(a.cmp(&b)));
         promoted.push(
             order
                 .iter()
