@@ -17,10 +17,11 @@ const WARMUP_STEPS: usize = 3;
 const MEASURED_STEPS: usize = 15;
 
 /// Runs a benchmark.
-pub fn run(ctx: &Ctx, what: BenchTarget) -> Result<()> {
+pub fn run(ctx: &Ctx, what: BenchTarget, rows: usize, memory_limit: usize) -> Result<()> {
     match what {
         BenchTarget::Train => bench_train(ctx),
         BenchTarget::Record => bench_record(ctx),
+        BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit),
     }
 }
 
@@ -201,5 +202,175 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         "  on disk: {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)",
         dense_size / per_token_layer
     );
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Generates a run with `rows` activation rows (2 models × checkpoints × 4 layers × tokens × k,
+/// neurons drawn from a skewed distribution so entropies are not trivial) and times each
+/// derived table under a memory limit, so queries must spill rather than fail.
+fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
+    use arrow::array::{
+        BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+    };
+    use std::sync::Arc;
+
+    let (k, d, layers, steps, models) = (32usize, 256usize, 4usize, 8usize, ["topk", "dense"]);
+    let tokens = (rows / (k * layers * steps * models.len())).max(1);
+    let dir = tempfile::tempdir()?;
+    let run = dir.path();
+    println!(
+        "analyze bench: {} activation rows = 2 models × {steps} checkpoints × {layers} layers × {tokens} tokens × k = {k}; memory limit {} MiB",
+        2 * steps * layers * tokens * k,
+        memory_limit >> 20
+    );
+
+    // tokens: a Zipf-like vocabulary of 4096 ids and 40 concepts.
+    let mut rng = SplitMix64::new(11, 0);
+    let ids: Vec<u32> = (0..tokens)
+        .map(|_| (rng.below(64) * rng.below(64)) as u32)
+        .collect();
+    let concept: Vec<Option<u16>> = ids
+        .iter()
+        .map(|&t| (t % 5 != 0).then_some((t % 40) as u16 + 1))
+        .collect();
+    let names: Vec<Option<String>> = concept
+        .iter()
+        .map(|c| c.map(|c| format!("concept.{c}")))
+        .collect();
+    let tokens_batch = RecordBatch::try_new(
+        queries::schema::tokens_schema(),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(0..tokens as u32)),
+            Arc::new(UInt32Array::from_iter_values(
+                (0..tokens as u32).map(|i| i / 64),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                (0..tokens as u32).map(|i| i % 64),
+            )),
+            Arc::new(UInt32Array::from(ids.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| format!("t{i}")),
+            )),
+            Arc::new(UInt32Array::from_iter_values(0..tokens as u32)),
+            Arc::new(StringArray::from(names.clone())),
+            Arc::new(StringArray::from(names)),
+            Arc::new(UInt16Array::from(concept)),
+        ],
+    )?;
+    queries::parquet_io::write_parquet(
+        &run.join("prepare/tokens.parquet"),
+        queries::schema::tokens_schema(),
+        &[tokens_batch],
+        &[],
+    )?;
+
+    let started = Instant::now();
+    let chunk = 1 << 20;
+    for model in models {
+        for s in 0..steps {
+            for layer in 0..layers {
+                let part = run.join(format!(
+                    "record/activations/model={model}/step={s}/layer={layer}/part-0000.parquet"
+                ));
+                let mut file = queries::parquet_io::AtomicParquet::create(
+                    &part,
+                    queries::schema::activations_schema(),
+                    &[],
+                )?;
+                let mut rows: Vec<(u16, u32, f32)> = Vec::with_capacity(tokens * k);
+                for t in 0..tokens as u32 {
+                    // Each token prefers neurons tied to its id, so neurons specialise.
+                    let base = ids[t as usize] as usize;
+                    for j in 0..k {
+                        let n = if j < k / 2 {
+                            (base * 7 + j) % d
+                        } else {
+                            rng.below(d)
+                        };
+                        rows.push((n as u16, t, 1.0 + (rng.below(1000) as f32) / 500.0));
+                    }
+                }
+                rows.sort_unstable_by_key(|r| (r.0, r.1));
+                rows.dedup_by_key(|r| (r.0, r.1));
+                for c in rows.chunks(chunk) {
+                    file.write(&RecordBatch::try_new(
+                        queries::schema::activations_schema(),
+                        vec![
+                            Arc::new(UInt32Array::from_iter_values(c.iter().map(|r| r.1))),
+                            Arc::new(UInt16Array::from_iter_values(c.iter().map(|r| r.0))),
+                            Arc::new(Float32Array::from_iter_values(c.iter().map(|r| r.2))),
+                            Arc::new(BooleanArray::from(vec![model == "dense"; c.len()])),
+                        ],
+                    )?)?;
+                }
+                file.finish()?;
+                let neurons = RecordBatch::try_new(
+                    queries::schema::neurons_schema(),
+                    vec![
+                        Arc::new(UInt16Array::from_iter_values(0..d as u16)),
+                        Arc::new(Float32Array::from(vec![1.0; d])),
+                        Arc::new(Float32Array::from(vec![1.0; d])),
+                        Arc::new(StringArray::from(vec![""; d])),
+                        Arc::new(StringArray::from(vec![""; d])),
+                    ],
+                )?;
+                let npath = run.join(format!(
+                    "record/neurons/model={model}/step={s}/layer={layer}/part-0000.parquet"
+                ));
+                queries::parquet_io::write_parquet(
+                    &npath,
+                    queries::schema::neurons_schema(),
+                    &[neurons],
+                    &[],
+                )?;
+            }
+        }
+    }
+    println!("  generated in {:.1} s", started.elapsed().as_secs_f64());
+
+    let rt = crate::stages::analyze::runtime()?;
+    let params = ctx.cfg.analyze.clone();
+    rt.block_on(async {
+        let session = queries::session::open_run(
+            run,
+            &queries::session::SessionOptions {
+                memory_limit: Some(memory_limit),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let n_rows: f64 = queries::session::column_f64(
+            &queries::session::collect(&session, "SELECT COUNT(*) AS n FROM activations").await?,
+            "n",
+        )?[0];
+        let outputs =
+            queries::analysis::run_analysis(&session, run, &params, &[], &mut |_| {}).await?;
+        for o in &outputs {
+            println!(
+                "  {:<17} {:>9} rows out  {:>7.1} s  {:>12.0} input rows/s",
+                o.name,
+                o.rows,
+                o.seconds,
+                n_rows / o.seconds
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    if let Some(peak) = peak_rss_mib() {
+        println!("  peak resident memory of the process: {peak:.0} MiB");
+    }
     Ok(())
 }

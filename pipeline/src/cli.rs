@@ -63,6 +63,11 @@ pub enum Command {
     Analyze,
     /// Draw the charts and write the HTML report.
     Report,
+    /// Generate text from a checkpoint.
+    Generate(GenerateArgs),
+    /// Generate with one neuron per layer clamped, boosted or scaled, side by side with the
+    /// unsteered text.
+    Steer(SteerArgs),
     /// Query the run's tables with SQL (no query: an interactive prompt).
     Sql(SqlArgs),
     /// Show or write the configuration.
@@ -75,7 +80,68 @@ pub enum Command {
         /// What to measure.
         #[arg(value_enum)]
         what: BenchTarget,
+        /// Activation rows of the generated table (`bench analyze`).
+        #[arg(long, default_value_t = 100_000_000)]
+        rows: usize,
+        /// Memory DataFusion may use before spilling, in MiB (`bench analyze`).
+        #[arg(long, default_value_t = 4096)]
+        memory_mib: usize,
     },
+}
+
+/// `pipeline generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Text to continue.
+    #[arg(long, default_value = "Once upon a time,")]
+    pub prompt: String,
+    /// Model to generate from.
+    #[arg(long, default_value = "topk")]
+    pub model: String,
+    /// Checkpoint step (default: the last).
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 40)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Sampling seed (default: train.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `pipeline steer` options.
+#[derive(Debug, Args)]
+pub struct SteerArgs {
+    #[command(flatten)]
+    pub generate: GenerateArgs,
+    /// Layer whose output is edited.
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Neuron (residual-stream coordinate) to edit.
+    #[arg(long)]
+    pub neuron: Option<usize>,
+    /// Instead of --layer/--neuron: in each TopK layer, the most specific neuron of this
+    /// concept (e.g. noun.food); the value is then relative to its largest activation.
+    #[arg(long, conflicts_with_all = ["layer", "neuron"])]
+    pub concept: Option<String>,
+    /// Strength.
+    #[arg(long, default_value_t = 4.0)]
+    pub value: f64,
+    /// Read --value as a multiple of the neuron's largest observed activation.
+    #[arg(long)]
+    pub relative: bool,
+    /// set: a ← value; add: a ← a + value; scale: a ← a · value.
+    #[arg(long, default_value = "set", value_parser = ["set", "add", "scale"])]
+    pub mode: String,
+    /// Edit the prompt's positions only, not the generated ones.
+    #[arg(long)]
+    pub prompt_only: bool,
 }
 
 /// `pipeline sql` options.
@@ -123,4 +189,6 @@ pub enum BenchTarget {
     Train,
     /// Recording tokens/s, write overhead and bytes on disk per token.
     Record,
+    /// Rows/s of each derived table on a generated activation table.
+    Analyze,
 }

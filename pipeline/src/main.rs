@@ -8,6 +8,7 @@ mod lexicon;
 mod manifest;
 mod sql;
 mod stages;
+mod steer;
 mod tokenize;
 mod ui;
 
@@ -71,6 +72,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze => run_stage(&ctx, "analyze"),
         Command::Report => run_stage(&ctx, "report"),
         Command::Sql(args) => sql::run(&ctx, &args),
+        Command::Generate(args) => steer::run_generate(&ctx, &args),
+        Command::Steer(args) => steer::run_steer(&ctx, &args),
         Command::Config {
             action: ConfigAction::Show,
         } => {
@@ -87,7 +90,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", path.display());
             Ok(())
         }
-        Command::Bench { what } => bench::run(&ctx, what),
+        Command::Bench {
+            what,
+            rows,
+            memory_mib,
+        } => bench::run(&ctx, what, rows, memory_mib << 20),
     }
 }
 

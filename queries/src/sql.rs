@@ -167,3 +167,17 @@ pub mod report {
     pub const NEURON_CONCEPTS: &str = include_str!("../sql/report/neuron_concepts.sql");
     pub const NEURON_HISTOGRAMS: &str = include_str!("../sql/report/neuron_histograms.sql");
 }
+
+/// Queries of `pipeline steer`, one file each under `queries/sql/steer/`.
+pub mod steer {
+    pub const CONCEPT_NEURONS: &str = include_str!("../sql/steer/concept_neurons.sql");
+    pub const NEURON_MAX: &str = include_str!("../sql/steer/neuron_max.sql");
+    pub const CONCEPTS: &str = include_str!("../sql/steer/concepts.sql");
+
+    /// Fills `{{key}}` placeholders; string values have quotes doubled.
+    pub fn render(sql: &str, params: &[(&str, String)]) -> String {
+        params.iter().fold(sql.to_owned(), |s, (k, v)| {
+            s.replace(&format!("{{{{{k}}}}}"), &v.replace('\'', "''"))
+        })
+    }
+}

@@ -617,7 +617,7 @@ mod tests {
         for (layer, hidden) in hidden.iter().enumerate() {
             let rows = read_partition(&out, layer);
             assert_eq!(rows.len(), 4 * 100, "layer {layer}");
-            let h = hidden[layer]
+            let h = hidden
                 .to_data()
                 .convert::<f32>()
                 .try_into_vec::<f32>()

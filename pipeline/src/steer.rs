@@ -1,0 +1,386 @@
+//! `pipeline generate` and `pipeline steer`: text from any checkpoint, and the same text with
+//! one neuron per layer clamped (`set`), boosted (`add`) or scaled — the paper's single-neuron
+//! concept steering. The edit acts on the block output after TopK (see `model::Intervention`).
+
+use anyhow::{Context, Result, bail};
+use model::checkpoint::{Checkpoint, list_checkpoints, load_weights, read_card};
+use model::generate::{Sampling, generate};
+use model::{Gpt, GptConfig, Intervention, InterventionMode};
+use queries::session::{SessionOptions, collect, column_f64, column_str, open_run};
+use queries::sql::steer as q;
+use tokenizers::Tokenizer;
+
+use crate::cli::{GenerateArgs, SteerArgs};
+use crate::lexicon::Lexicon;
+use crate::stages::Ctx;
+use crate::stages::analyze::runtime;
+
+/// A loaded checkpoint ready to generate from.
+struct Loaded {
+    name: String,
+    cfg: GptConfig,
+    checkpoint: Checkpoint,
+    model: Gpt,
+    tokenizer: Tokenizer,
+    device: model::Device,
+}
+
+fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
+    let dir = ctx.path(&format!("train/{}", args.model));
+    let card = read_card(&dir).with_context(|| {
+        format!(
+            "no trained model `{}` in this run; run `pipeline train` (models: {})",
+            args.model,
+            ctx.cfg.models.join(", ")
+        )
+    })?;
+    let cps = list_checkpoints(&dir)?;
+    let checkpoint = match args.step {
+        Some(step) => cps
+            .iter()
+            .find(|c| c.meta.step == step)
+            .cloned()
+            .with_context(|| {
+                let steps: Vec<String> = cps.iter().map(|c| c.meta.step.to_string()).collect();
+                format!(
+                    "model `{}` has no checkpoint at step {step}; steps: {}",
+                    args.model,
+                    steps.join(", ")
+                )
+            })?,
+        None => cps
+            .last()
+            .cloned()
+            .context("no checkpoints; run `pipeline train`")?,
+    };
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let model = load_weights(&card.model, &checkpoint.dir, &device)?;
+    let tokenizer = crate::tokenize::load(&ctx.path("prepare/tokenizer.json"))?;
+    Ok(Loaded {
+        name: args.model.clone(),
+        cfg: card.model,
+        checkpoint,
+        model,
+        tokenizer,
+        device,
+    })
+}
+
+fn encode(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+    if prompt.trim().is_empty() {
+        bail!("the prompt is empty; pass --prompt \"Once upon a time,\"");
+    }
+    let enc = tokenizer
+        .encode(prompt, false)
+        .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?;
+    Ok(enc.get_ids().to_vec())
+}
+
+fn sampling(ctx: &Ctx, args: &GenerateArgs) -> Sampling {
+    Sampling {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed.unwrap_or(ctx.cfg.train.seed),
+    }
+}
+
+fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> String {
+    tokenizer.decode(ids, false).unwrap_or_default()
+}
+
+/// `pipeline generate`.
+pub fn run_generate(ctx: &Ctx, args: &GenerateArgs) -> Result<()> {
+    let l = load(ctx, args)?;
+    let prompt = encode(&l.tokenizer, &args.prompt)?;
+    let out = generate(
+        &l.model,
+        &prompt,
+        l.cfg.block_size,
+        &sampling(ctx, args),
+        &[],
+        true,
+        &l.device,
+    );
+    println!("{}{}", args.prompt, decode(&l.tokenizer, &out));
+    Ok(())
+}
+
+/// `pipeline steer`.
+pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
+    let l = load(ctx, &args.generate)?;
+    let prompt = encode(&l.tokenizer, &args.generate.prompt)?;
+    let step = l.checkpoint.meta.step;
+    let rt = runtime()?;
+    let session = rt.block_on(open_run(&ctx.run_dir, &SessionOptions::default()))?;
+    let base = [("model", l.name.clone()), ("step", step.to_string())];
+    let with = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+        base.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+
+    // Which neurons: the one given, or per TopK layer the most specific neuron of the concept.
+    let mut targets: Vec<(usize, usize, f64)> = Vec::new(); // (layer, neuron, max activation)
+    if let Some(concept) = &args.concept {
+        let rows = rt
+            .block_on(collect(
+                &session,
+                &q::render(q::CONCEPT_NEURONS, &with(&[("concept", concept.clone())])),
+            ))
+            .context("steering by concept needs the analysis tables; run `pipeline analyze`")?;
+        let (layer, neuron, ent, share, maxv) = (
+            column_f64(&rows, "layer")?,
+            column_f64(&rows, "neuron")?,
+            column_f64(&rows, "entropy_norm")?,
+            column_f64(&rows, "top_share")?,
+            column_f64(&rows, "max_value")?,
+        );
+        for i in 0..layer.len() {
+            let (lay, n) = (layer[i] as usize, neuron[i] as usize);
+            if l.cfg.is_topk_layer(lay) {
+                println!(
+                    "chose layer {lay} neuron {n}: top concept {concept} (share {:.2}), semantic entropy {:.3}, max activation {:.2}",
+                    share[i], ent[i], maxv[i]
+                );
+                targets.push((lay, n, maxv[i]));
+            }
+        }
+        if targets.is_empty() {
+            let known = column_str(
+                &rt.block_on(collect(&session, &q::render(q::CONCEPTS, &with(&[]))))?,
+                "top_concept",
+            )?;
+            let close: Vec<&String> = known
+                .iter()
+                .filter(|k| {
+                    k.contains(concept.as_str())
+                        || concept
+                            .split('.')
+                            .any(|part| !part.is_empty() && k.contains(part))
+                })
+                .take(8)
+                .collect();
+            bail!(
+                "no TopK-layer neuron of `{}` at step {step} has `{concept}` as its top concept; close matches: {}",
+                l.name,
+                if close.is_empty() {
+                    known.join(", ")
+                } else {
+                    close
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
+    } else {
+        let (Some(layer), Some(neuron)) = (args.layer, args.neuron) else {
+            bail!(
+                "say which neuron: --layer L --neuron N, or --concept C (e.g. --concept noun.food)"
+            );
+        };
+        if layer >= l.cfg.n_layers {
+            bail!(
+                "--layer {layer}: the model has layers 0..{}",
+                l.cfg.n_layers - 1
+            );
+        }
+        if neuron >= l.cfg.d_model {
+            bail!(
+                "--neuron {neuron}: neurons are 0..{} (d_model = {})",
+                l.cfg.d_model - 1,
+                l.cfg.d_model
+            );
+        }
+        if !l.cfg.is_topk_layer(layer) {
+            eprintln!(
+                "warning: layer {layer} is dense; the edit is applied to its output all the same"
+            );
+        }
+        let maxv = if args.relative {
+            let rows = rt.block_on(collect(
+                &session,
+                &q::render(
+                    q::NEURON_MAX,
+                    &with(&[("layer", layer.to_string()), ("neuron", neuron.to_string())]),
+                ),
+            ))?;
+            *column_f64(&rows, "max_value")?.first().with_context(|| format!("neuron {neuron} of layer {layer} has no statistics at step {step} (dead, or run `pipeline analyze`)"))?
+        } else {
+            1.0
+        };
+        targets.push((layer, neuron, maxv));
+    }
+    // By default the edit acts where generated tokens are produced: the last prompt position
+    // (which predicts the first new token) and every generated one. With --prompt-only it
+    // acts on the prompt only (see `steer_prompt_only`).
+    let mode = mode(&args.mode)?;
+    let from_position = if args.prompt_only {
+        0
+    } else {
+        prompt.len() - 1
+    };
+    let edits: Vec<Intervention> = targets
+        .iter()
+        .map(|&(layer, neuron, maxv)| Intervention {
+            layer,
+            neuron,
+            mode,
+            value: if args.relative || args.concept.is_some() {
+                (args.value * maxv) as f32
+            } else {
+                args.value as f32
+            },
+            from_position,
+        })
+        .collect();
+    let s = sampling(ctx, &args.generate);
+    let plain = generate(
+        &l.model,
+        &prompt,
+        l.cfg.block_size,
+        &s,
+        &[],
+        true,
+        &l.device,
+    );
+    let steered = if args.prompt_only {
+        steer_prompt_only(&l, &prompt, &s, &edits)
+    } else {
+        generate(
+            &l.model,
+            &prompt,
+            l.cfg.block_size,
+            &s,
+            &edits,
+            true,
+            &l.device,
+        )
+    };
+    let lexicon = args.concept.as_ref().map(|_| {
+        Lexicon::load(&crate::config::bundled(
+            &ctx.cfg.data.lexicon.to_string_lossy(),
+        ))
+    });
+    let show = |ids: &[u32]| {
+        highlight(
+            &decode(&l.tokenizer, ids),
+            args.concept.as_deref(),
+            lexicon.as_ref().and_then(|r| r.as_ref().ok()),
+        )
+    };
+    let how = edits
+        .iter()
+        .map(|e| format!("L{} N{} {:?} {:.2}", e.layer, e.neuron, e.mode, e.value).to_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("model {} step {step}; steering {how}", l.name);
+    println!("── unsteered ──\n{}{}", args.generate.prompt, show(&plain));
+    println!(
+        "── steered ────\n{}{}",
+        args.generate.prompt,
+        show(&steered)
+    );
+    Ok(())
+}
+
+/// Steering while the prompt is read only: the prompt's positions are edited, generation then
+/// continues from the edited keys and values without further edits.
+fn steer_prompt_only(l: &Loaded, prompt: &[u32], s: &Sampling, edits: &[Intervention]) -> Vec<u32> {
+    use burn::prelude::*;
+    let until = prompt.len();
+    let edits: Vec<Intervention> = edits.to_vec();
+    let mut cache = model::KvCache::default();
+    let to_tensor = |ids: &[u32]| {
+        Tensor::<2, Int>::from_data(
+            burn::tensor::TensorData::new(
+                ids.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                [1, ids.len()],
+            ),
+            &l.device,
+        )
+    };
+    let logits = l
+        .model
+        .forward_with(
+            to_tensor(prompt),
+            model::ForwardInput {
+                interventions: &edits,
+                capture_hidden: false,
+                cache: Some(&mut cache),
+            },
+        )
+        .logits;
+    let mut rng = model::train::SplitMix64::new(s.seed, 0);
+    let v = logits.dims()[2];
+    let mut next = model::generate::sample(
+        &logits
+            .narrow(1, until - 1, 1)
+            .reshape([v])
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default(),
+        s,
+        &mut rng,
+    );
+    let mut out = vec![next];
+    while out.len() < s.max_new_tokens && until + out.len() < l.cfg.block_size {
+        let logits = l
+            .model
+            .forward_with(
+                to_tensor(&[next]),
+                model::ForwardInput {
+                    interventions: &[],
+                    capture_hidden: false,
+                    cache: Some(&mut cache),
+                },
+            )
+            .logits;
+        next = model::generate::sample(
+            &logits
+                .reshape([v])
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .unwrap_or_default(),
+            s,
+            &mut rng,
+        );
+        out.push(next);
+    }
+    out
+}
+
+/// Words of `concept` in bold yellow (ANSI) when writing to a terminal.
+fn highlight(text: &str, concept: Option<&str>, lexicon: Option<&Lexicon>) -> String {
+    let (Some(concept), Some(lex)) = (concept, lexicon) else {
+        return text.to_owned();
+    };
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return text.to_owned();
+    }
+    let mut out = String::new();
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match lex.concept_of(word) {
+            Some(id) if lex.name(id) == concept => {
+                out.push_str(&format!("\x1b[1;33m{word}\x1b[0m"))
+            }
+            _ => out.push_str(word),
+        }
+    }
+    out
+}
+
+/// Modes by name, for the CLI.
+pub fn mode(name: &str) -> Result<InterventionMode> {
+    match name {
+        "set" => Ok(InterventionMode::Set),
+        "add" => Ok(InterventionMode::Add),
+        "scale" => Ok(InterventionMode::Scale),
+        other => bail!("--mode {other}: use set, add or scale"),
+    }
+}
