@@ -143,10 +143,11 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         k,
         batch_size: ctx.cfg.record.batch_size,
         rows_per_file: crate::stages::record::ROWS_PER_FILE,
+        f16: false,
         run_id: "bench".into(),
         device: device.clone(),
     };
-    let (mut forward, mut write, mut rows_total, mut bytes) = (0.0, 0.0, 0usize, 0u64);
+    let mut forward = 0.0;
     let mut all_rows: Vec<Vec<(u16, u32, f32)>> = vec![Vec::new(); cfg.n_layers];
     for chunk in windows.chunks(ctx.cfg.record.batch_size) {
         let started = Instant::now();
@@ -156,32 +157,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
             all_rows[l].extend(r);
         }
     }
-    for (l, mut rows) in all_rows.into_iter().enumerate() {
-        let started = Instant::now();
-        rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
-        let path = dir.path().join(format!("layer={l}.parquet"));
-        let schema = queries::schema::activations_schema();
-        let batch = arrow::array::RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                std::sync::Arc::new(arrow::array::UInt32Array::from_iter_values(
-                    rows.iter().map(|r| r.1),
-                )),
-                std::sync::Arc::new(arrow::array::UInt16Array::from_iter_values(
-                    rows.iter().map(|r| r.0),
-                )),
-                std::sync::Arc::new(arrow::array::Float32Array::from_iter_values(
-                    rows.iter().map(|r| r.2),
-                )),
-                std::sync::Arc::new(arrow::array::BooleanArray::from(vec![false; rows.len()])),
-            ],
-        )?;
-        rows_total += queries::parquet_io::write_parquet(&path, schema, &[batch], &[])?;
-        write += started.elapsed().as_secs_f64();
-        bytes += std::fs::metadata(&path)?.len();
-    }
     let n_tokens = tokens.len() as f64;
-    let per_token_layer = bytes as f64 / (n_tokens * cfg.n_layers as f64);
     let dense_size = cfg.d_model as f64 * 4.0;
     println!(
         "record bench: {} tokens × {} layers, k = {k}, d_model {}",
@@ -189,19 +165,31 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         cfg.n_layers,
         cfg.d_model
     );
-    println!(
-        "  forward: {:.0} tokens/s; writing {:.0} rows/s",
-        n_tokens / forward,
-        rows_total as f64 / write
-    );
-    println!(
-        "  writing adds {:.1}% to the forward pass (target ≤ 20%)",
-        100.0 * write / forward
-    );
-    println!(
-        "  on disk: {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)",
-        dense_size / per_token_layer
-    );
+    println!("  forward: {:.0} tokens/s", n_tokens / forward);
+    for f16 in [false, true] {
+        let (mut write, mut rows_total, mut bytes) = (0.0, 0usize, 0u64);
+        for (l, rows) in all_rows.iter().enumerate() {
+            let started = Instant::now();
+            let mut rows = rows.clone();
+            rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
+            let path = dir.path().join(format!("layer={l}-{f16}.parquet"));
+            let batch = crate::stages::record::activation_batch(&rows, false, f16)?;
+            rows_total += queries::parquet_io::write_parquet(&path, batch.schema(), &[batch], &[])?;
+            write += started.elapsed().as_secs_f64();
+            bytes += std::fs::metadata(&path)?.len();
+        }
+        let per_token_layer = bytes as f64 / (n_tokens * cfg.n_layers as f64);
+        println!(
+            "  values as {}: writing {:.0} rows/s, adds {:.1}% to the forward pass (target ≤ 20%)",
+            if f16 { "f16" } else { "f32" },
+            rows_total as f64 / write,
+            100.0 * write / forward
+        );
+        println!(
+            "    on disk {per_token_layer:.1} bytes per token per layer vs {dense_size:.0} dense float32: 1/{:.1} (target ≤ 1/8 for k/d_model ≤ 1/8)",
+            dense_size / per_token_layer
+        );
+    }
     Ok(())
 }
 

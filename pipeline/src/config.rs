@@ -65,6 +65,8 @@ pub struct RecordSection {
     pub batch_size: usize,
     /// Checkpoints recorded in parallel (each uses its own matmul threads).
     pub parallel_checkpoints: usize,
+    /// Stored activation values: "f32" (exact) or "f16" (half the value column, ~3 digits).
+    pub value_type: String,
 }
 
 /// What `report` shows.
@@ -137,6 +139,7 @@ impl PipelineConfig {
                 k: 0,
                 batch_size: 16,
                 parallel_checkpoints: 1,
+                value_type: "f32".into(),
             },
             analyze: AnalysisParams::default(),
             report: ReportSection {
@@ -202,6 +205,12 @@ impl PipelineConfig {
         }
         if self.record.batch_size == 0 || self.record.parallel_checkpoints == 0 {
             bail!("`record.batch_size` and `record.parallel_checkpoints` must be at least 1");
+        }
+        if self.record.value_type != "f32" && self.record.value_type != "f16" {
+            bail!(
+                "`record.value_type` = \"{}\": use \"f32\" or \"f16\"",
+                self.record.value_type
+            );
         }
         if self.models.is_empty() {
             bail!("`models` is empty: list at least one of \"topk\", \"dense\"");

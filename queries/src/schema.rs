@@ -44,6 +44,20 @@ pub fn activations_schema() -> SchemaRef {
     ]))
 }
 
+/// How `activations` files store values: `f32` (exact) or `f16` (half the value column;
+/// about 3 significant digits). The session exposes both as `FLOAT`.
+pub fn activations_storage_schema(f16: bool) -> SchemaRef {
+    if !f16 {
+        return activations_schema();
+    }
+    Arc::new(Schema::new(vec![
+        Field::new("token_index", DataType::UInt32, false),
+        Field::new("neuron", DataType::UInt16, false),
+        Field::new("value", DataType::Float16, false),
+        Field::new("dense", DataType::Boolean, false),
+    ]))
+}
+
 /// `neurons`: what the weights say about each neuron of one partition.
 pub fn neurons_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

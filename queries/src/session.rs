@@ -14,7 +14,8 @@ pub const TABLE_PATHS: &[(&str, &str, bool)] = &[
     // (table, path, Hive-partitioned by model/step/layer)
     ("tokens", "prepare/tokens.parquet", false),
     ("metrics", "train/metrics.parquet", false),
-    ("activations", "record/activations/", true),
+    // Stored values may be f16; the `activations` view casts them to FLOAT.
+    ("activations_stored", "record/activations/", true),
     ("neurons", "record/neurons/", true),
 ];
 
@@ -31,7 +32,8 @@ pub struct SessionOptions {
 }
 
 /// A session with every table that exists in `run_dir` registered, plus views:
-/// `latest_activations` (each model's last recorded step).
+/// `activations` (values as FLOAT, however stored) and `latest_activations` (each model's
+/// last recorded step).
 pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<SessionContext> {
     let mut config = SessionConfig::new().with_information_schema(true);
     if let Some(n) = options.target_partitions {
@@ -58,7 +60,9 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
             register(&ctx, name, &path, false).await?;
         }
     }
-    if ctx.table_exist("activations")? {
+    if ctx.table_exist("activations_stored")? {
+        ctx.sql(include_str!("../sql/views/activations.sql"))
+            .await?;
         ctx.sql(include_str!("../sql/views/latest_activations.sql"))
             .await?;
     }

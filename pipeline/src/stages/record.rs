@@ -114,7 +114,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         Ok((tokens, tokenizer, models))
     }, |(tokens, tokenizer, models)| {
         let device = model::device(&ctx.cfg.run.backend)?;
-        let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, run_id: ctx.run_id(), device };
+        let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, f16: ctx.cfg.record.value_type == "f16", run_id: ctx.run_id(), device };
         let mut jobs = Vec::new();
         for (name, cps) in &models {
             let card = read_card(&ctx.path(&format!("train/{name}")))?;
@@ -154,6 +154,8 @@ pub struct Recorder {
     pub k: usize,
     pub batch_size: usize,
     pub rows_per_file: usize,
+    /// Store values as f16.
+    pub f16: bool,
     pub run_id: String,
     pub device: Device,
 }
@@ -165,7 +167,11 @@ impl Recorder {
     }
 
     /// Whether a partition folder holds files made from this checkpoint.
-    fn is_current(dir: &Path, sha256: &str) -> bool {
+    fn value_type(&self) -> &'static str {
+        if self.f16 { "f16" } else { "f32" }
+    }
+
+    fn is_current(dir: &Path, sha256: &str, value_type: &str) -> bool {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return false;
         };
@@ -179,6 +185,7 @@ impl Recorder {
                 read_metadata(f).is_ok_and(|m| {
                     m.iter()
                         .any(|(k, v)| k == "checkpoint_sha256" && v == sha256)
+                        && m.iter().any(|(k, v)| k == "value_type" && v == value_type)
                 })
             })
     }
@@ -197,8 +204,15 @@ impl Recorder {
         let step = cp.meta.step;
         let stale: Vec<usize> = (0..cfg.n_layers)
             .filter(|&l| {
-                !Self::is_current(&self.partition("activations", name, step, l), sha)
-                    || !Self::is_current(&self.partition("neurons", name, step, l), sha)
+                !Self::is_current(
+                    &self.partition("activations", name, step, l),
+                    sha,
+                    self.value_type(),
+                ) || !Self::is_current(
+                    &self.partition("neurons", name, step, l),
+                    sha,
+                    self.value_type(),
+                )
             })
             .collect();
         stats.partitions_kept += cfg.n_layers - stale.len();
@@ -235,6 +249,7 @@ impl Recorder {
                 ("step", step.to_string()),
                 ("layer", layer.to_string()),
                 ("k", self.k.to_string()),
+                ("value_type", self.value_type().to_owned()),
             ]
         };
         // Neurons first: cheap, from the weights alone.
@@ -366,16 +381,8 @@ impl Recorder {
         }
         // Sorted by neuron, then token: a per-neuron query reads few row groups.
         rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
-        let schema = queries::schema::activations_schema();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
-                Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-                Arc::new(BooleanArray::from(vec![dense; rows.len()])),
-            ],
-        )?;
+        let batch = activation_batch(rows, dense, self.f16)?;
+        let schema = batch.schema();
         let path = self
             .partition("activations", name, step, layer)
             .join(format!("part-{:04}.parquet", *part));
@@ -386,6 +393,27 @@ impl Recorder {
         *part += 1;
         Ok(())
     }
+}
+
+/// An `activations` batch from (neuron, token_index, value) rows, stored as f32 or f16.
+pub fn activation_batch(rows: &[(u16, u32, f32)], dense: bool, f16: bool) -> Result<RecordBatch> {
+    let values: arrow::array::ArrayRef =
+        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2)));
+    let values = if f16 {
+        // Round to nearest half-precision value (arrow's cast; no extra dependency).
+        arrow::compute::cast(&values, &arrow::datatypes::DataType::Float16)?
+    } else {
+        values
+    };
+    Ok(RecordBatch::try_new(
+        queries::schema::activations_storage_schema(f16),
+        vec![
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
+            values,
+            Arc::new(BooleanArray::from(vec![dense; rows.len()])),
+        ],
+    )?)
 }
 
 /// Promoted/suppressed tokens listed per neuron.
@@ -565,6 +593,7 @@ mod tests {
             k: 4,
             batch_size: 3,
             rows_per_file,
+            f16: false,
             run_id: "t".into(),
             device: Device::flex(),
         }
@@ -582,7 +611,9 @@ mod tests {
             for b in read_parquet(&f).unwrap() {
                 let t = b.column(0).as_primitive::<UInt32Type>();
                 let n = b.column(1).as_primitive::<arrow::datatypes::UInt16Type>();
-                let v = b.column(2).as_primitive::<arrow::datatypes::Float32Type>();
+                let v = arrow::compute::cast(b.column(2), &arrow::datatypes::DataType::Float32)
+                    .unwrap();
+                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
                 rows.extend((0..b.num_rows()).map(|i| (n.value(i), t.value(i), v.value(i))));
             }
         }
@@ -701,6 +732,58 @@ mod tests {
             .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
             .unwrap();
         assert_eq!((stats.partitions_written, stats.partitions_kept), (0, 3));
+    }
+
+    #[test]
+    fn f16_storage_rounds_the_same_rows_to_half_precision() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = checkpoint(tmp.path());
+        let toks = tokens(50);
+        let exact = tmp.path().join("f32");
+        recorder(&exact, ROWS_PER_FILE)
+            .record_checkpoint(
+                "m",
+                &tiny(),
+                &cp,
+                &toks,
+                &tokenizer(),
+                &mut RecordStats::default(),
+            )
+            .unwrap();
+        let half = tmp.path().join("f16");
+        let rec = Recorder {
+            f16: true,
+            ..recorder(&half, ROWS_PER_FILE)
+        };
+        rec.record_checkpoint(
+            "m",
+            &tiny(),
+            &cp,
+            &toks,
+            &tokenizer(),
+            &mut RecordStats::default(),
+        )
+        .unwrap();
+        for layer in 0..3 {
+            let (a, b) = (read_partition(&exact, layer), read_partition(&half, layer));
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!((x.0, x.1), (y.0, y.1));
+                // Half precision keeps 11 significant bits: relative error ≤ 2^-11.
+                assert!(
+                    (x.2 - y.2).abs() <= x.2.abs() * 4.9e-4 + 6e-8,
+                    "{} vs {}",
+                    x.2,
+                    y.2
+                );
+            }
+        }
+        // Switching the value type makes every partition stale.
+        let mut stats = RecordStats::default();
+        recorder(&half, ROWS_PER_FILE)
+            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .unwrap();
+        assert_eq!(stats.partitions_written, 3);
     }
 
     #[test]
