@@ -2,16 +2,20 @@
 -- paper's "consistent neurons across layers"): cosine of activation vectors and Jaccard of
 -- active-token sets over the evaluation tokens.
 -- Inputs:  activations.
+-- Run once per (model, step) slice ({{slice}}), so a join holds one slice in memory.
 -- Output:  model, step, layer (the lower one), neuron, cosine, jaccard, n_lower, n_upper.
-WITH norms AS (
+WITH acts AS (
+    SELECT model, step, layer, neuron, token_index, value FROM activations WHERE {{slice}}
+),
+norms AS (
     SELECT model, step, layer, neuron, SQRT(SUM(value * value)) AS norm, COUNT(*) AS n
-    FROM activations
+    FROM acts
     GROUP BY model, step, layer, neuron
 ),
 dots AS (
     SELECT x.model, x.step, x.layer, x.neuron, SUM(x.value * y.value) AS dot, COUNT(*) AS n_both
-    FROM activations x
-    JOIN activations y
+    FROM acts x
+    JOIN acts y
       ON y.model = x.model AND y.step = x.step AND y.layer = x.layer + 1
      AND y.neuron = x.neuron AND y.token_index = x.token_index
     GROUP BY x.model, x.step, x.layer, x.neuron

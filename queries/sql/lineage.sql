@@ -5,9 +5,16 @@
 -- event: birth (dead → active), death (active → dead), stable (cosine ≥ {{stable_cosine}}),
 -- drift (otherwise), dead (dead at both).
 -- Inputs:  neuron_stats (for the grid and dead flags), activations.
+-- Run once per (model, layer) slice ({{slice}}), so a join holds one slice in memory.
 -- Output:  model, layer, neuron, step_prev, step, cosine, jaccard, n_prev, n_next, n_both, event.
-WITH steps AS (
-    SELECT DISTINCT model, step FROM neuron_stats
+WITH acts AS (
+    SELECT model, step, layer, neuron, token_index, value FROM activations WHERE {{slice}}
+),
+stats AS (
+    SELECT model, step, layer, neuron FROM neuron_stats WHERE {{slice}}
+),
+steps AS (
+    SELECT DISTINCT model, step FROM stats
 ),
 pairs AS (
     SELECT model, step,
@@ -16,22 +23,22 @@ pairs AS (
 ),
 norms AS (
     SELECT model, step, layer, neuron, SQRT(SUM(value * value)) AS norm, COUNT(*) AS n
-    FROM activations
+    FROM acts
     GROUP BY model, step, layer, neuron
 ),
 dots AS (
     SELECT p.model, p.step, x.layer, x.neuron,
            SUM(x.value * y.value) AS dot, COUNT(*) AS n_both
     FROM pairs p
-    JOIN activations x ON x.model = p.model AND x.step = p.step_prev
-    JOIN activations y
+    JOIN acts x ON x.model = p.model AND x.step = p.step_prev
+    JOIN acts y
       ON y.model = p.model AND y.step = p.step AND y.layer = x.layer
      AND y.neuron = x.neuron AND y.token_index = x.token_index
     GROUP BY p.model, p.step, x.layer, x.neuron
 ),
 grid AS (
     SELECT s.model, s.layer, s.neuron, p.step_prev, s.step
-    FROM neuron_stats s
+    FROM stats s
     JOIN pairs p ON p.model = s.model AND p.step = s.step
     WHERE p.step_prev IS NOT NULL
 )

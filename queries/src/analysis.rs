@@ -27,14 +27,71 @@ pub async fn write_query(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<usize> {
-    let df = ctx.sql(sql).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await?;
-    let mut file = AtomicParquet::create(path, schema, metadata)?;
-    while let Some(batch) = stream.next().await {
-        file.write(&batch?)?;
+    write_sliced(ctx, &[sql.to_owned()], path, metadata).await
+}
+
+/// Runs several queries with the same result schema (the slices of one table) and streams
+/// them, one after the other, into one Parquet file.
+pub async fn write_sliced(
+    ctx: &SessionContext,
+    sqls: &[String],
+    path: &Path,
+    metadata: &[(&str, String)],
+) -> Result<usize> {
+    let mut file: Option<AtomicParquet> = None;
+    for sql in sqls {
+        let df = ctx.sql(sql).await?;
+        let file = match &mut file {
+            Some(f) => f,
+            None => file.insert(AtomicParquet::create(
+                path,
+                Arc::new(df.schema().as_arrow().clone()),
+                metadata,
+            )?),
+        };
+        let mut stream = df.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            file.write(&batch?)?;
+        }
     }
-    file.finish()
+    match file {
+        Some(f) => f.finish(),
+        None => Ok(0),
+    }
+}
+
+/// The `{{slice}}` predicates of a table: one per distinct combination of `columns` in
+/// `neurons`, or `TRUE` (one slice) when it is not sliced.
+async fn slices(ctx: &SessionContext, columns: &[&str]) -> Result<Vec<String>> {
+    if columns.is_empty() {
+        return Ok(vec!["TRUE".to_owned()]);
+    }
+    let sql = format!(
+        "SELECT DISTINCT {cols} FROM neurons ORDER BY {cols}",
+        cols = columns.join(", ")
+    );
+    let batches = crate::session::collect(ctx, &sql).await?;
+    let values: Vec<Vec<String>> = columns
+        .iter()
+        .map(|c| crate::session::column_str(&batches, c))
+        .collect::<Result<_>>()?;
+    let n = values.first().map_or(0, |v| v.len());
+    Ok((0..n)
+        .map(|i| {
+            let terms: Vec<String> = columns
+                .iter()
+                .zip(&values)
+                .map(|(c, v)| {
+                    if *c == "model" {
+                        format!("{c} = '{}'", v[i].replace('\'', "''"))
+                    } else {
+                        format!("{c} = {}", v[i])
+                    }
+                })
+                .collect();
+            terms.join(" AND ")
+        })
+        .collect())
 }
 
 /// Computes every derived table in dependency order, registering each as it is written so
@@ -54,7 +111,13 @@ pub async fn run_analysis(
         on_table(table.name);
         let started = Instant::now();
         let path = derived_path(run_dir, table.name);
-        let rows = write_query(ctx, &params.render(table.sql), &path, metadata).await?;
+        let sql = params.render(table.sql);
+        let sqls: Vec<String> = slices(ctx, table.slice_by)
+            .await?
+            .iter()
+            .map(|p| sql.replace("{{slice}}", p))
+            .collect();
+        let rows = write_sliced(ctx, &sqls, &path, metadata).await?;
         ctx.deregister_table(table.name)?;
         register(ctx, table.name, &path, false).await?;
         out.push(DerivedOutput {

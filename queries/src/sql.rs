@@ -10,6 +10,9 @@ pub struct DerivedTable {
     pub sql: &'static str,
     /// Tables this one reads besides the recorded ones.
     pub needs: &'static [&'static str],
+    /// Columns of `neurons` whose distinct values cut the work into slices run one at a
+    /// time (`{{slice}}` in the SQL), so self-joins hold one slice in memory; empty: one run.
+    pub slice_by: &'static [&'static str],
 }
 
 /// Derived tables in dependency order.
@@ -18,36 +21,43 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
         name: "neuron_stats",
         sql: include_str!("../sql/neuron_stats.sql"),
         needs: &[],
+        slice_by: &[],
     },
     DerivedTable {
         name: "token_entropy",
         sql: include_str!("../sql/token_entropy.sql"),
         needs: &[],
+        slice_by: &[],
     },
     DerivedTable {
         name: "semantic_entropy",
         sql: include_str!("../sql/semantic_entropy.sql"),
         needs: &[],
+        slice_by: &[],
     },
     DerivedTable {
         name: "top_contexts",
         sql: include_str!("../sql/top_contexts.sql"),
         needs: &[],
+        slice_by: &[],
     },
     DerivedTable {
         name: "lineage",
         sql: include_str!("../sql/lineage.sql"),
         needs: &["neuron_stats"],
+        slice_by: &["model", "layer"],
     },
     DerivedTable {
         name: "cross_layer",
         sql: include_str!("../sql/cross_layer.sql"),
         needs: &[],
+        slice_by: &["model", "step"],
     },
     DerivedTable {
         name: "formation",
         sql: include_str!("../sql/formation.sql"),
         needs: &["semantic_entropy"],
+        slice_by: &[],
     },
     DerivedTable {
         name: "layer_summary",
@@ -58,6 +68,7 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
             "semantic_entropy",
             "lineage",
         ],
+        slice_by: &[],
     },
 ];
 
@@ -151,6 +162,7 @@ mod tests {
         let params = AnalysisParams::default();
         for table in DERIVED_TABLES {
             let sql = params.render(table.sql);
+            let sql = sql.replace("{{slice}}", "TRUE");
             assert!(!sql.contains("{{"), "{} keeps a placeholder", table.name);
         }
     }
