@@ -113,6 +113,44 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
         vec!["0", "1", "2", "4", "8", "10", "20"]
     );
 
+    // Token entropy of every neuron of one recorded layer, recomputed here in plain Rust from
+    // the raw rows, equals the SQL table.
+    let raw = sql(
+        "SELECT a.neuron, t.token_id, a.value FROM activations a JOIN tokens t ON a.token_index = t.token_index WHERE a.model = 'topk' AND a.step = 20 AND a.layer = 0",
+    );
+    let mut weights: std::collections::BTreeMap<u32, std::collections::BTreeMap<u32, f64>> =
+        Default::default();
+    for line in raw.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (n, t, v): (u32, u32, f64) = (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        );
+        *weights.entry(n).or_default().entry(t).or_default() += v.abs();
+    }
+    let table = sql(
+        "SELECT neuron, entropy_bits FROM token_entropy WHERE model = 'topk' AND step = 20 AND layer = 0 ORDER BY neuron",
+    );
+    let mut checked = 0;
+    for line in table.lines().skip(1) {
+        let (n, h) = line.split_once(',').unwrap();
+        let w = &weights[&n.parse::<u32>().unwrap()];
+        let total: f64 = w.values().sum();
+        let expected: f64 = -w
+            .values()
+            .filter(|x| **x > 0.0)
+            .map(|x| (x / total) * (x / total).log2())
+            .sum::<f64>();
+        let got: f64 = h.parse().unwrap();
+        assert!(
+            (got - expected).abs() < 1e-4,
+            "neuron {n}: SQL {got} vs Rust {expected}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, weights.len());
+
     // A missing table names those that exist.
     let o = pipeline(tmp.path(), &fixture(), &["sql", "SELECT * FROM nope"]);
     assert!(!o.status.success());

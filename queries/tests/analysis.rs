@@ -218,6 +218,20 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
         ]
     );
 
+    // The optimal matching between the two checkpoints recovers the swap of neurons 0 and 1.
+    queries::analysis::write_matching(&ctx, run, 3, &[])
+        .await
+        .unwrap();
+    let b = collect(
+        &ctx,
+        "SELECT neuron_prev, neuron, cosine FROM matching ORDER BY neuron_prev",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_f64(&b, "neuron").unwrap(), vec![1.0, 0.0, 2.0]);
+    let cos = column_f64(&b, "cosine").unwrap();
+    assert!((cos[0] - 1.0).abs() < 1e-6 && (cos[1] - 1.0).abs() < 1e-6);
+
     // Top contexts at the last step: neuron 1's strongest token is token 2 (value 2).
     let b = collect(&ctx, "SELECT token_index, left_context, token_text FROM top_contexts WHERE neuron = 1 AND rank = 1").await.unwrap();
     assert_eq!(
