@@ -279,6 +279,7 @@ mod tests {
             mode: InterventionMode::Set,
             value: 50.0,
             from_position: 0,
+            until_position: None,
         };
         let steered = generate(
             &m,

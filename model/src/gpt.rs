@@ -240,6 +240,7 @@ mod tests {
             mode: InterventionMode::Set,
             value: 7.5,
             from_position: 0,
+            until_position: None,
         };
         let steered = capture(std::slice::from_ref(&edit));
         // Layer 0 identical; layer 1 differs only at neuron 5, which is 7.5 everywhere.

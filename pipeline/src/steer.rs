@@ -213,12 +213,12 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
     }
     // By default the edit acts where generated tokens are produced: the last prompt position
     // (which predicts the first new token) and every generated one. With --prompt-only it
-    // acts on the prompt only (see `steer_prompt_only`).
+    // acts on the prompt positions only; generation then reads the edited keys and values.
     let mode = mode(&args.mode)?;
-    let from_position = if args.prompt_only {
-        0
+    let (from_position, until_position) = if args.prompt_only {
+        (0, Some(prompt.len()))
     } else {
-        prompt.len() - 1
+        (prompt.len() - 1, None)
     };
     let edits: Vec<Intervention> = targets
         .iter()
@@ -232,6 +232,7 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
                 args.value as f32
             },
             from_position,
+            until_position,
         })
         .collect();
     let s = sampling(ctx, &args.generate);
@@ -244,19 +245,15 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
         true,
         &l.device,
     );
-    let steered = if args.prompt_only {
-        steer_prompt_only(&l, &prompt, &s, &edits)
-    } else {
-        generate(
-            &l.model,
-            &prompt,
-            l.cfg.block_size,
-            &s,
-            &edits,
-            true,
-            &l.device,
-        )
-    };
+    let steered = generate(
+        &l.model,
+        &prompt,
+        l.cfg.block_size,
+        &s,
+        &edits,
+        true,
+        &l.device,
+    );
     let lexicon = args.concept.as_ref().map(|_| {
         Lexicon::load(&crate::config::bundled(
             &ctx.cfg.data.lexicon.to_string_lossy(),
@@ -282,74 +279,6 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
         show(&steered)
     );
     Ok(())
-}
-
-/// Steering while the prompt is read only: the prompt's positions are edited, generation then
-/// continues from the edited keys and values without further edits.
-fn steer_prompt_only(l: &Loaded, prompt: &[u32], s: &Sampling, edits: &[Intervention]) -> Vec<u32> {
-    use burn::prelude::*;
-    let until = prompt.len();
-    let edits: Vec<Intervention> = edits.to_vec();
-    let mut cache = model::KvCache::default();
-    let to_tensor = |ids: &[u32]| {
-        Tensor::<2, Int>::from_data(
-            burn::tensor::TensorData::new(
-                ids.iter().map(|&x| x as i64).collect::<Vec<_>>(),
-                [1, ids.len()],
-            ),
-            &l.device,
-        )
-    };
-    let logits = l
-        .model
-        .forward_with(
-            to_tensor(prompt),
-            model::ForwardInput {
-                interventions: &edits,
-                capture_hidden: false,
-                cache: Some(&mut cache),
-            },
-        )
-        .logits;
-    let mut rng = model::train::SplitMix64::new(s.seed, 0);
-    let v = logits.dims()[2];
-    let mut next = model::generate::sample(
-        &logits
-            .narrow(1, until - 1, 1)
-            .reshape([v])
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default(),
-        s,
-        &mut rng,
-    );
-    let mut out = vec![next];
-    while out.len() < s.max_new_tokens && until + out.len() < l.cfg.block_size {
-        let logits = l
-            .model
-            .forward_with(
-                to_tensor(&[next]),
-                model::ForwardInput {
-                    interventions: &[],
-                    capture_hidden: false,
-                    cache: Some(&mut cache),
-                },
-            )
-            .logits;
-        next = model::generate::sample(
-            &logits
-                .reshape([v])
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default(),
-            s,
-            &mut rng,
-        );
-        out.push(next);
-    }
-    out
 }
 
 /// Words of `concept` in bold yellow (ANSI) when writing to a terminal.
