@@ -32,6 +32,9 @@ pub fn device(name: &str) -> Result<Device> {
         "flex" | "cpu" => Ok(Device::flex()),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)] // kept only to measure it against flex
+        "ndarray" => Ok(Device::ndarray()),
         other => Err(Error::Config(format!(
             "unknown backend `{other}`: use `flex`{}",
             if cfg!(feature = "wgpu") {

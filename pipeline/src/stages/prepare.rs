@@ -164,7 +164,14 @@ pub fn prepare(ctx: &Ctx, docs: &[Document], lex: &Lexicon) -> Result<PrepareSum
         &out.join("tokens.parquet"),
         queries::schema::tokens_schema(),
         &[batch],
-        &[("run_id", ctx.run_id())],
+        &[
+            ("run_id", ctx.run_id()),
+            // Lets `record` refuse a token table made with another tokenizer.
+            (
+                "tokenizer_sha256",
+                crate::manifest::hash_path(&out.join("tokenizer.json"))?,
+            ),
+        ],
     )?;
     let summary = PrepareSummary {
         documents: docs.len(),

@@ -110,6 +110,17 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     ctx.run_stage("record", &section, &inputs, || {
         let tokens = read_parquet(&inputs[0])?;
         let tokenizer = crate::tokenize::load(&inputs[1])?;
+        let made_with = queries::parquet_io::read_metadata(&inputs[0])?
+            .into_iter()
+            .find(|(k, _)| k == "tokenizer_sha256")
+            .map(|(_, v)| v);
+        if made_with.as_deref() != Some(crate::manifest::hash_path(&inputs[1])?.as_str()) {
+            anyhow::bail!(
+                "{} was not made with {}; run `pipeline prepare --force` to rebuild both",
+                inputs[0].display(),
+                inputs[1].display()
+            );
+        }
         let models = super::train::checkpoints(ctx)?;
         Ok((tokens, tokenizer, models))
     }, |(tokens, tokenizer, models)| {
