@@ -49,7 +49,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run stages in order: `run all`, or `run <stage>`.
     Run {
-        /// `all`, or one of prepare, train, record, analyze, report.
+        /// `all`, or one of prepare, train, record, analyze, steer, report.
         #[arg(default_value = "all")]
         stage: String,
     },

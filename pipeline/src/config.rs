@@ -69,6 +69,23 @@ pub struct RecordSection {
     pub value_type: String,
 }
 
+/// The steering evaluation (`steer` stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteerSection {
+    /// Concepts to steer towards (WordNet supersenses); concepts no neuron specialises in
+    /// are reported and skipped.
+    pub concepts: Vec<String>,
+    /// Strengths, as multiples of each neuron's largest observed activation (0: unsteered).
+    pub strengths: Vec<f64>,
+    /// Neutral prompts, one per line.
+    pub prompts: PathBuf,
+    /// Tokens generated per prompt.
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f32,
+}
+
 /// What `report` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +107,7 @@ pub struct PipelineConfig {
     pub load: LoadSection,
     pub record: RecordSection,
     pub analyze: AnalysisParams,
+    pub steer: SteerSection,
     pub report: ReportSection,
 }
 
@@ -142,6 +160,18 @@ impl PipelineConfig {
                 value_type: "f32".into(),
             },
             analyze: AnalysisParams::default(),
+            steer: SteerSection {
+                concepts: vec![
+                    "noun.animal".into(),
+                    "noun.person".into(),
+                    "noun.artifact".into(),
+                    "noun.food".into(),
+                ],
+                strengths: vec![0.0, 1.0, 2.0, 4.0, 8.0],
+                prompts: "data/prompts.txt".into(),
+                max_new_tokens: 20,
+                temperature: 0.8,
+            },
             report: ReportSection {
                 neurons_per_layer: 12,
             },

@@ -104,6 +104,7 @@ fn run_stage(ctx: &Ctx, stage: &str) -> Result<()> {
         "train" => stages::train::run(ctx),
         "record" => stages::record::run(ctx),
         "analyze" => stages::analyze::run(ctx),
+        "steer" => stages::steer::run(ctx),
         "report" => stages::report::run(ctx),
         _ => unreachable!("stage names come from STAGES"),
     };

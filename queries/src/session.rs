@@ -17,6 +17,7 @@ pub const TABLE_PATHS: &[(&str, &str, bool)] = &[
     // Stored values may be f16; the `activations` view casts them to FLOAT.
     ("activations_stored", "record/activations/", true),
     ("neurons", "record/neurons/", true),
+    ("steering", "steer/steering.parquet", false),
 ];
 
 /// Folder of the derived tables (one `<name>.parquet` each).

@@ -178,6 +178,7 @@ pub mod report {
     pub const TOP_NEURONS: &str = include_str!("../sql/report/top_neurons.sql");
     pub const NEURON_CONCEPTS: &str = include_str!("../sql/report/neuron_concepts.sql");
     pub const NEURON_HISTOGRAMS: &str = include_str!("../sql/report/neuron_histograms.sql");
+    pub const STEERING_DOSE: &str = include_str!("../sql/report/steering_dose.sql");
 }
 
 /// Queries of `pipeline steer`, one file each under `queries/sql/steer/`.

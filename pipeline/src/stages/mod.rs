@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod prepare;
 pub mod record;
 pub mod report;
+pub mod steer;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use crate::manifest::{Manifest, StageRecord, hash_path, hash_value};
 use crate::ui::Ui;
 
 /// Stage names in the order `run all` runs them.
-pub const STAGES: &[&str] = &["prepare", "train", "record", "analyze", "report"];
+pub const STAGES: &[&str] = &["prepare", "train", "record", "analyze", "steer", "report"];
 
 /// What every stage gets.
 #[derive(Debug, Clone)]

@@ -20,7 +20,11 @@ type Batches = Vec<arrow::array::RecordBatch>;
 
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let inputs = [ctx.path("analyze"), ctx.path("train/metrics.parquet")];
+    // The steering table is optional: without it the report says so in place of figure 7.
+    let mut inputs = vec![ctx.path("analyze"), ctx.path("train/metrics.parquet")];
+    if ctx.path("steer").exists() {
+        inputs.push(ctx.path("steer"));
+    }
     ctx.run_stage("report", &ctx.cfg.report, &inputs, || Ok(()), |()| {
         let report = runtime()?.block_on(async {
             let session = open_run(&ctx.run_dir, &SessionOptions::default()).await?;
@@ -300,10 +304,47 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
         );
     }
 
-    notices.push(
-        "Steering dose-response curves: the steering stage is not part of this pipeline yet."
-            .into(),
-    );
+    // 7. Steering.
+    if let Some(b) = fetch(s, q::STEERING_DOSE, "Steering", &mut notices).await {
+        let (m, c, st) = (
+            column_str(&b, "model")?,
+            column_str(&b, "concept")?,
+            column_f64(&b, "strength")?,
+        );
+        let keys: Vec<String> = m.iter().zip(&c).map(|(m, c)| format!("{m} {c}")).collect();
+        for (stem, col, title, y, caption) in [
+            (
+                "steering_share",
+                "concept_share",
+                "Steering: share of concept words",
+                "share of generated words in the concept",
+                "Mean share of generated words that belong to the target concept when the concept's most specific neuron of each TopK layer is set to a multiple of its largest observed activation (0: unsteered).",
+            ),
+            (
+                "steering_perplexity",
+                "perplexity",
+                "Steering: fluency cost",
+                "perplexity under the unsteered model",
+                "Perplexity of the steered continuations under the unsteered model: the price of the intervention in fluency.",
+            ),
+        ] {
+            let chart = LineChart {
+                title: title.into(),
+                x_label: "strength (× max activation)".into(),
+                y_label: y.into(),
+                log_x: false,
+                series: group_by_key(&keys, &st, &column_f64(&b, col)?)
+                    .into_iter()
+                    .map(|(label, points)| Series {
+                        label,
+                        points,
+                        band: vec![],
+                    })
+                    .collect(),
+            };
+            add(stem, title, caption, chart.write(&fig_dir.join(stem))?);
+        }
+    }
     let (neurons, pages) = neuron_section(ctx, s, &mut notices).await?;
     Ok(Report {
         title: format!("TopK LM report: {}", ctx.cfg.run.name),
