@@ -35,6 +35,19 @@ pub fn concept_share(text: &str, concept: &str, lex: &Lexicon) -> f64 {
     hits as f64 / words.len().max(1) as f64
 }
 
+/// One generated text of the evaluation.
+struct SteeringRow {
+    model: String,
+    step: u32,
+    concept: String,
+    neurons: String,
+    strength: f64,
+    prompt_id: u32,
+    concept_share: f64,
+    perplexity: f64,
+    text: String,
+}
+
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
@@ -93,8 +106,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 top_p: 0.95,
                 seed: ctx.cfg.train.seed,
             };
-            let mut rows: Vec<(String, u32, String, String, f64, u32, f64, f64, String)> =
-                Vec::new();
+            let mut rows: Vec<SteeringRow> = Vec::new();
             let mut skipped = Vec::new();
             let total =
                 (ctx.cfg.models.len() * cfg.concepts.len() * cfg.strengths.len() * prompts.len())
@@ -168,17 +180,17 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                             );
                             let text = tokenizer.decode(&out, false).unwrap_or_default();
                             let ppl = perplexity(&model, &ids, &out, &device);
-                            rows.push((
-                                name.clone(),
-                                step as u32,
-                                concept.clone(),
-                                neurons.clone(),
+                            rows.push(SteeringRow {
+                                model: name.clone(),
+                                step: step as u32,
+                                concept: concept.clone(),
+                                neurons: neurons.clone(),
                                 strength,
-                                p as u32,
-                                concept_share(&text, concept, &lex),
-                                ppl,
+                                prompt_id: p as u32,
+                                concept_share: concept_share(&text, concept, &lex),
+                                perplexity: ppl,
                                 text,
-                            ));
+                            });
                             bar.inc(1);
                         }
                     }
@@ -189,22 +201,30 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 schema(),
                 vec![
                     Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.0.as_str()),
+                        rows.iter().map(|r| r.model.as_str()),
                     )),
-                    Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.step))),
                     Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.2.as_str()),
+                        rows.iter().map(|r| r.concept.as_str()),
                     )),
                     Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.3.as_str()),
+                        rows.iter().map(|r| r.neurons.as_str()),
                     )),
                     Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "set"))),
-                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
-                    Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.5))),
-                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.6))),
-                    Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.7))),
+                    Arc::new(Float64Array::from_iter_values(
+                        rows.iter().map(|r| r.strength),
+                    )),
+                    Arc::new(UInt32Array::from_iter_values(
+                        rows.iter().map(|r| r.prompt_id),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(
+                        rows.iter().map(|r| r.concept_share),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(
+                        rows.iter().map(|r| r.perplexity),
+                    )),
                     Arc::new(StringArray::from_iter_values(
-                        rows.iter().map(|r| r.8.as_str()),
+                        rows.iter().map(|r| r.text.as_str()),
                     )),
                 ],
             )?;
