@@ -179,6 +179,8 @@ pub mod report {
     pub const NEURON_CONCEPTS: &str = include_str!("../sql/report/neuron_concepts.sql");
     pub const NEURON_HISTOGRAMS: &str = include_str!("../sql/report/neuron_histograms.sql");
     pub const STEERING_DOSE: &str = include_str!("../sql/report/steering_dose.sql");
+    pub const STEERING_EXAMPLES: &str = include_str!("../sql/report/steering_examples.sql");
+    pub const CROSS_LAYER_SUMMARY: &str = include_str!("../sql/report/cross_layer_summary.sql");
 }
 
 /// Queries of `pipeline steer`, one file each under `queries/sql/steer/`.

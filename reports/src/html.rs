@@ -52,6 +52,8 @@ pub struct NeuronPage {
     pub histogram: Vec<(String, f64)>,
     pub promoted: String,
     pub suppressed: String,
+    /// (concept, steered text) where the steering evaluation used this neuron.
+    pub steering: Vec<(String, String)>,
 }
 
 /// Everything on the report.
@@ -213,6 +215,18 @@ fn neuron_html(p: &NeuronPage) -> String {
     ));
     s.push_str("<h2>Activation histogram (last checkpoint)</h2>");
     s.push_str(&bars(&p.histogram, 300.0));
+    s.push_str("<h2>Steering examples</h2>");
+    if p.steering.is_empty() {
+        s.push_str("<p>The steering evaluation did not use this neuron.</p>");
+    }
+    for (concept, text) in &p.steering {
+        let _ = write!(
+            s,
+            "<p><b>{}</b>: <span class=\"ctx\">{}</span></p>",
+            esc(concept),
+            esc(text)
+        );
+    }
     page(&p.title, &s)
 }
 

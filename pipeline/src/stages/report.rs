@@ -304,6 +304,83 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
         );
     }
 
+    // 5b. Cross-layer consistency, and 6b. dead neurons over training.
+    if let Some(b) = fetch(
+        s,
+        q::CROSS_LAYER_SUMMARY,
+        "Cross-layer consistency",
+        &mut notices,
+    )
+    .await
+    {
+        let (m, layer, step, cos) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "layer")?,
+            column_f64(&b, "step")?,
+            column_f64(&b, "mean_cosine")?,
+        );
+        let keys: Vec<String> = m
+            .iter()
+            .zip(&layer)
+            .map(|(m, l)| format!("{m} L{l}→L{}", l + 1.0))
+            .collect();
+        let steps: Vec<f64> = step.iter().map(|s| s + 1.0).collect();
+        let chart = LineChart {
+            title: "Same-index neurons across adjacent layers".into(),
+            x_label: "step + 1".into(),
+            y_label: "mean cosine of neuron i in layers l and l+1".into(),
+            log_x: true,
+            series: group_by_key(&keys, &steps, &cos)
+                .into_iter()
+                .map(|(label, points)| Series {
+                    label,
+                    points,
+                    band: vec![],
+                })
+                .collect(),
+        };
+        add(
+            "cross_layer",
+            "Cross-layer consistency",
+            "How much neuron i of layer l and neuron i of layer l + 1 fire on the same tokens (the paper's consistent neurons across layers).",
+            chart.write(&fig_dir.join("cross_layer"))?,
+        );
+    }
+    if let Some(b) = fetch(s, q::ENTROPY_OVER_TRAINING, "Dead neurons", &mut notices).await {
+        let (m, layer, step, dead) = (
+            column_str(&b, "model")?,
+            column_f64(&b, "layer")?,
+            column_f64(&b, "step")?,
+            column_f64(&b, "dead_share")?,
+        );
+        let keys: Vec<String> = m
+            .iter()
+            .zip(&layer)
+            .map(|(m, l)| format!("{m} L{l}"))
+            .collect();
+        let steps: Vec<f64> = step.iter().map(|s| s + 1.0).collect();
+        let chart = LineChart {
+            title: "Dead neurons over training".into(),
+            x_label: "step + 1".into(),
+            y_label: "share of neurons never active".into(),
+            log_x: true,
+            series: group_by_key(&keys, &steps, &dead)
+                .into_iter()
+                .map(|(label, points)| Series {
+                    label,
+                    points,
+                    band: vec![],
+                })
+                .collect(),
+        };
+        add(
+            "dead",
+            "Dead neurons",
+            "Share of each layer's neurons that are never among a token's recorded top-k on the evaluation set, at every checkpoint.",
+            chart.write(&fig_dir.join("dead"))?,
+        );
+    }
+
     // 7. Steering.
     if let Some(b) = fetch(s, q::STEERING_DOSE, "Steering", &mut notices).await {
         let (m, c, st) = (
@@ -494,6 +571,13 @@ async fn neuron_section(
     )
     .await
     .unwrap_or_default();
+    let steering = collect(s, q::STEERING_EXAMPLES).await.unwrap_or_default();
+    let (s_model, s_neurons, s_concept, s_text) = (
+        column_str(&steering, "model")?,
+        column_str(&steering, "neurons")?,
+        column_str(&steering, "concept")?,
+        column_str(&steering, "text")?,
+    );
     let key = |m: &str, l: f64, n: f64| format!("{m}/{l}/{n}");
     let index = |b: &Batches| -> Result<BTreeMap<String, Vec<usize>>> {
         let (m, l, n) = (
@@ -602,6 +686,16 @@ async fn neuron_section(
             histogram,
             promoted: promoted[i].clone(),
             suppressed: suppressed[i].clone(),
+            steering: (0..s_model.len())
+                .filter(|&j| {
+                    s_model[j] == model[i]
+                        && s_neurons[j]
+                            .split(',')
+                            .any(|x| x == format!("L{}:N{}", layer[i], neuron[i]))
+                })
+                .take(3)
+                .map(|j| (s_concept[j].clone(), s_text[j].clone()))
+                .collect(),
         });
     }
     Ok((table, pages))
