@@ -142,6 +142,10 @@ pub struct SteerArgs {
     /// Edit the prompt's positions only, not the generated ones.
     #[arg(long)]
     pub prompt_only: bool,
+    /// Run the steering evaluation instead (the `steer` stage: `[steer]` concepts × strengths
+    /// × prompts, for every model; writes steer/steering.parquet).
+    #[arg(long)]
+    pub eval: bool,
 }
 
 /// `pipeline sql` options.

@@ -73,6 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report => run_stage(&ctx, "report"),
         Command::Sql(args) => sql::run(&ctx, &args),
         Command::Generate(args) => steer::run_generate(&ctx, &args),
+        Command::Steer(args) if args.eval => run_stage(&ctx, "steer"),
         Command::Steer(args) => steer::run_steer(&ctx, &args),
         Command::Config {
             action: ConfigAction::Show,
