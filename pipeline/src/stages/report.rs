@@ -63,6 +63,18 @@ async fn fetch(
     }
 }
 
+/// One line per key, points in input order, non-finite values dropped.
+fn lines(keys: &[String], xs: &[f64], ys: &[f64]) -> Vec<Series> {
+    group_by_key(keys, xs, ys)
+        .into_iter()
+        .map(|(label, points)| Series {
+            label,
+            points: points.into_iter().filter(|p| p.1.is_finite()).collect(),
+            band: vec![],
+        })
+        .collect()
+}
+
 fn group_by_key(keys: &[String], xs: &[f64], ys: &[f64]) -> BTreeMap<String, Vec<(f64, f64)>> {
     let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for ((k, x), y) in keys.iter().zip(xs).zip(ys) {
@@ -106,14 +118,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             x_label: "tokens seen".into(),
             y_label: "validation loss (nats/token)".into(),
             log_x: false,
-            series: group_by_key(&m, &t, &l)
-                .into_iter()
-                .map(|(label, points)| Series {
-                    label,
-                    points,
-                    band: vec![],
-                })
-                .collect(),
+            series: lines(&m, &t, &l),
         };
         add(
             "loss",
@@ -211,18 +216,11 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             x_label: "step + 1".into(),
             y_label: "stable share (cosine ≥ threshold)".into(),
             log_x: true,
-            series: group_by_key(
+            series: lines(
                 &keys,
                 &step.iter().map(|s| s + 1.0).collect::<Vec<_>>(),
                 &stable,
-            )
-            .into_iter()
-            .map(|(label, points)| Series {
-                label,
-                points: points.into_iter().filter(|p| p.1.is_finite()).collect(),
-                band: vec![],
-            })
-            .collect(),
+            ),
         };
         add(
             "stable_share",
@@ -330,14 +328,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             x_label: "step + 1".into(),
             y_label: "mean cosine of neuron i in layers l and l+1".into(),
             log_x: true,
-            series: group_by_key(&keys, &steps, &cos)
-                .into_iter()
-                .map(|(label, points)| Series {
-                    label,
-                    points,
-                    band: vec![],
-                })
-                .collect(),
+            series: lines(&keys, &steps, &cos),
         };
         add(
             "cross_layer",
@@ -364,14 +355,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             x_label: "step + 1".into(),
             y_label: "share of neurons never active".into(),
             log_x: true,
-            series: group_by_key(&keys, &steps, &dead)
-                .into_iter()
-                .map(|(label, points)| Series {
-                    label,
-                    points,
-                    band: vec![],
-                })
-                .collect(),
+            series: lines(&keys, &steps, &dead),
         };
         add(
             "dead",
@@ -410,14 +394,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
                 x_label: "strength (× max activation)".into(),
                 y_label: y.into(),
                 log_x: false,
-                series: group_by_key(&keys, &st, &column_f64(&b, col)?)
-                    .into_iter()
-                    .map(|(label, points)| Series {
-                        label,
-                        points,
-                        band: vec![],
-                    })
-                    .collect(),
+                series: lines(&keys, &st, &column_f64(&b, col)?),
             };
             add(stem, title, caption, chart.write(&fig_dir.join(stem))?);
         }
