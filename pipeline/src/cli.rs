@@ -10,8 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// checkpoint to Parquet, analyses them with SQL (token and semantic entropy, neuron lineage),
 /// and writes charts and an HTML report.
 ///
-/// Quick start:   pipeline run all          (bundled data, tiny preset, a few minutes on 2 cores)
-/// Then:          pipeline sql "SELECT * FROM layer_summary LIMIT 10"
+/// Quick start: `pipeline run all` (bundled data, tiny preset, a few minutes on 2 cores).
+///
+/// Then: `pipeline sql "SELECT * FROM layer_summary LIMIT 10"`, and open the report it prints.
 #[derive(Debug, Parser)]
 #[command(name = "pipeline", version, max_term_width = 100)]
 pub struct Cli {
