@@ -73,9 +73,12 @@ pub struct RecordSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SteerSection {
-    /// Concepts to steer towards (WordNet supersenses); concepts no neuron specialises in
-    /// are reported and skipped.
+    /// Concepts to steer towards (WordNet supersenses). Empty: the concepts with the most
+    /// specialised neurons in the TopK model. Concepts no neuron specialises in are reported
+    /// and skipped.
     pub concepts: Vec<String>,
+    /// How many concepts to pick when `concepts` is empty.
+    pub auto_concepts: usize,
     /// Strengths, as multiples of each neuron's largest observed activation (0: unsteered).
     pub strengths: Vec<f64>,
     /// Neutral prompts, one per line.
@@ -161,12 +164,8 @@ impl PipelineConfig {
             },
             analyze: AnalysisParams::default(),
             steer: SteerSection {
-                concepts: vec![
-                    "noun.animal".into(),
-                    "noun.person".into(),
-                    "noun.artifact".into(),
-                    "noun.food".into(),
-                ],
+                concepts: vec![],
+                auto_concepts: 3,
                 strengths: vec![0.0, 1.0, 2.0, 4.0, 8.0],
                 prompts: "data/prompts.txt".into(),
                 max_new_tokens: 20,

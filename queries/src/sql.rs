@@ -188,6 +188,7 @@ pub mod steer {
     pub const CONCEPT_NEURONS: &str = include_str!("../sql/steer/concept_neurons.sql");
     pub const NEURON_MAX: &str = include_str!("../sql/steer/neuron_max.sql");
     pub const CONCEPTS: &str = include_str!("../sql/steer/concepts.sql");
+    pub const BEST_CONCEPTS: &str = include_str!("../sql/steer/best_concepts.sql");
 
     /// Fills `{{key}}` placeholders; string values have quotes doubled.
     pub fn render(sql: &str, params: &[(&str, String)]) -> String {

@@ -108,8 +108,21 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             };
             let mut rows: Vec<SteeringRow> = Vec::new();
             let mut skipped = Vec::new();
+            let concepts: Vec<String> = if cfg.concepts.is_empty() {
+                let sql = q::render(
+                    q::BEST_CONCEPTS,
+                    &[
+                        ("model", ctx.cfg.models[0].clone()),
+                        ("topk_layers", topk_layers.max(1).to_string()),
+                        ("limit", cfg.auto_concepts.to_string()),
+                    ],
+                );
+                queries::session::column_str(&rt.block_on(collect(&session, &sql))?, "top_concept")?
+            } else {
+                cfg.concepts.clone()
+            };
             let total =
-                (ctx.cfg.models.len() * cfg.concepts.len() * cfg.strengths.len() * prompts.len())
+                (ctx.cfg.models.len() * concepts.len() * cfg.strengths.len() * prompts.len())
                     as u64;
             let bar = ctx.ui.bar(total, "steer", "texts");
             for name in &ctx.cfg.models {
@@ -118,7 +131,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 let cp = list_checkpoints(&dir)?.pop().context("no checkpoints")?;
                 let model = load_weights(&card.model, &cp.dir, &device)?;
                 let step = cp.meta.step;
-                for concept in &cfg.concepts {
+                for concept in &concepts {
                     let sql = q::render(
                         q::CONCEPT_NEURONS,
                         &[
