@@ -91,12 +91,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     })
 }
 
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
-}
-
 /// Writes `config.json` for a model, or checks that an existing one matches (resume must not
 /// mix shapes).
 pub fn write_or_check_card(dir: &Path, card: &ModelCard) -> Result<()> {

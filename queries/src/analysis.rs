@@ -20,16 +20,6 @@ pub struct DerivedOutput {
     pub seconds: f64,
 }
 
-/// Runs the SQL of one derived table and streams its result into Parquet.
-pub async fn write_query(
-    ctx: &SessionContext,
-    sql: &str,
-    path: &Path,
-    metadata: &[(&str, String)],
-) -> Result<usize> {
-    write_sliced(ctx, &[sql.to_owned()], path, metadata).await
-}
-
 /// Runs several queries with the same result schema (the slices of one table) and streams
 /// them, one after the other, into one Parquet file.
 pub async fn write_sliced(

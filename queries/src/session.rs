@@ -1,7 +1,6 @@
 //! One DataFusion session over a run directory: recorded tables, derived tables and views.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -135,9 +134,6 @@ pub fn require_table(ctx: &SessionContext, table: &str) -> Result<()> {
 pub fn derived_path(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join(DERIVED_DIR).join(format!("{name}.parquet"))
 }
-
-/// Shared handle type for callers that keep the session around.
-pub type Session = Arc<SessionContext>;
 
 /// Runs a query and returns its rows.
 pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
