@@ -313,6 +313,8 @@ fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
                         Arc::new(Float32Array::from(vec![1.0; d])),
                         Arc::new(StringArray::from(vec![""; d])),
                         Arc::new(StringArray::from(vec![""; d])),
+                        Arc::new(Float32Array::from(vec![None; d])),
+                        Arc::new(Float32Array::from(vec![None; d])),
                     ],
                 )?;
                 let npath = run.join(format!(

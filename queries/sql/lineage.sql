@@ -6,7 +6,10 @@
 -- drift (otherwise), dead (dead at both).
 -- Inputs:  neuron_stats (for the grid and dead flags), activations.
 -- Run once per (model, layer) slice ({{slice}}), so a join holds one slice in memory.
--- Output:  model, layer, neuron, step_prev, step, cosine, jaccard, n_prev, n_next, n_both, event.
+-- read_cos / write_cos: cosine of the neuron's read and write weight vectors with the previous
+-- checkpoint's (from `neurons`).
+-- Output:  model, layer, neuron, step_prev, step, cosine, jaccard, n_prev, n_next, n_both,
+--          read_cos, write_cos, event.
 WITH acts AS (
     SELECT model, step, layer, neuron, token_index, value FROM activations WHERE {{slice}}
 ),
@@ -50,6 +53,8 @@ SELECT g.model, g.layer, g.neuron, g.step_prev, g.step,
        COALESCE(a.n, 0) AS n_prev,
        COALESCE(b.n, 0) AS n_next,
        COALESCE(d.n_both, 0) AS n_both,
+       w.read_cos_prev AS read_cos,
+       w.write_cos_prev AS write_cos,
        CASE
            WHEN a.n IS NULL AND b.n IS NULL THEN 'dead'
            WHEN a.n IS NULL THEN 'birth'
@@ -61,3 +66,4 @@ FROM grid g
 LEFT JOIN norms a ON a.model = g.model AND a.step = g.step_prev AND a.layer = g.layer AND a.neuron = g.neuron
 LEFT JOIN norms b ON b.model = g.model AND b.step = g.step AND b.layer = g.layer AND b.neuron = g.neuron
 LEFT JOIN dots d ON d.model = g.model AND d.step = g.step AND d.layer = g.layer AND d.neuron = g.neuron
+LEFT JOIN neurons w ON w.model = g.model AND w.step = g.step AND w.layer = g.layer AND w.neuron = g.neuron

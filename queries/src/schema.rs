@@ -66,6 +66,8 @@ pub fn neurons_schema() -> SchemaRef {
         Field::new("write_norm", DataType::Float32, false),
         Field::new("top_promoted", DataType::Utf8, false),
         Field::new("top_suppressed", DataType::Utf8, false),
+        Field::new("read_cos_prev", DataType::Float32, true),
+        Field::new("write_cos_prev", DataType::Float32, true),
     ]))
 }
 

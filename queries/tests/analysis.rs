@@ -83,6 +83,8 @@ fn write_acts(run: &Path, model: &str, step: u32, layer: u16, rows: &[(u32, u16,
             Arc::new(Float32Array::from(vec![1.0; d as usize])),
             Arc::new(StringArray::from(vec!["x"; d as usize])),
             Arc::new(StringArray::from(vec!["y"; d as usize])),
+            Arc::new(Float32Array::from(vec![None; d as usize])),
+            Arc::new(Float32Array::from(vec![Some(0.5); d as usize])),
         ],
     )
     .unwrap();
@@ -200,6 +202,12 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
             vec!["1", "0.0", "noun.animal", "1.0", "1"],
         ]
     );
+
+    // The weight side of lineage comes from `neurons` (write_cos_prev is 0.5 in the fixture).
+    let b = collect(&ctx, "SELECT write_cos FROM lineage ORDER BY neuron")
+        .await
+        .unwrap();
+    assert_eq!(column_f64(&b, "write_cos").unwrap(), vec![0.5, 0.5, 0.5]);
 
     // Lineage from step 0 to 5: neurons 0 and 1 swapped, so by index their activation vectors
     // are orthogonal (cosine 0, Jaccard 0) → drift; neuron 2 is born.

@@ -129,12 +129,14 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         let mut jobs = Vec::new();
         for (name, cps) in &models {
             let card = read_card(&ctx.path(&format!("train/{name}")))?;
-            jobs.extend(cps.iter().map(|cp| (name.as_str(), card.model.clone(), cp)));
+            let prevs = std::iter::once(None).chain(cps.iter().map(Some));
+            jobs.extend(cps.iter().zip(prevs).map(|(cp, prev)| (name.as_str(), card.model.clone(), cp, prev)));
         }
         let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
-        let record_one = |(name, cfg, cp): &(&str, GptConfig, &Checkpoint)| -> Result<RecordStats> {
+        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>);
+        let record_one = |(name, cfg, cp, prev): &Job| -> Result<RecordStats> {
             let mut stats = RecordStats::default();
-            recorder.record_checkpoint(name, cfg, cp, &tokens, &tokenizer, &mut stats)?;
+            recorder.record_checkpoint(name, cfg, cp, *prev, &tokens, &tokenizer, &mut stats)?;
             bar.set_message(format!("{name} step {}", cp.meta.step));
             bar.inc(1);
             Ok(stats)
@@ -207,6 +209,7 @@ impl Recorder {
         name: &str,
         cfg: &GptConfig,
         cp: &Checkpoint,
+        prev: Option<&Checkpoint>,
         tokens: &[RecordBatch],
         tokenizer: &Tokenizer,
         stats: &mut RecordStats,
@@ -231,6 +234,10 @@ impl Recorder {
             return Ok(());
         }
         let model = load_weights(cfg, &cp.dir, &self.device)?;
+        // The previous checkpoint's weights give the weight side of lineage.
+        let prev_model = prev
+            .map(|p| load_weights(cfg, &p.dir, &self.device))
+            .transpose()?;
         let vocab = tokenizer.get_vocab_size(true);
         let windows = windows(tokens, cfg.block_size)?;
         if let Some(bad) = windows
@@ -265,7 +272,7 @@ impl Recorder {
         };
         // Neurons first: cheap, from the weights alone.
         for &layer in &stale {
-            let batch = neuron_table(&model, cfg, layer, tokenizer)?;
+            let batch = neuron_table(&model, prev_model.as_ref(), cfg, layer, tokenizer)?;
             write_parquet(
                 &self
                     .partition("neurons", name, step, layer)
@@ -436,10 +443,13 @@ const LOGIT_LENS_TOKENS: usize = 5;
 ///   matrices; for the last block, row i of the unembedding).
 /// - write_norm: ‖how this block writes coordinate i‖ (column i of its attention and MLP
 ///   output matrices).
+/// - read_cos_prev / write_cos_prev: cosine of those vectors with the previous checkpoint's
+///   (`prev`), the weight side of lineage.
 /// - top_promoted / top_suppressed: tokens with the largest / smallest `γ_i · W_U[i, :]`
 ///   (logit lens through the final norm's scale).
 pub fn neuron_table(
     model: &Gpt,
+    prev: Option<&Gpt>,
     cfg: &GptConfig,
     layer: usize,
     tokenizer: &Tokenizer,
@@ -455,37 +465,20 @@ pub fn neuron_table(
             dims,
         ))
     };
-    let row_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> {
-        (0..m.1[0])
-            .map(|i| {
-                m.0[i * m.1[1]..(i + 1) * m.1[1]]
-                    .iter()
-                    .map(|x| x * x)
-                    .sum()
-            })
-            .collect()
-    };
-    let col_norms = |m: &(Vec<f32>, [usize; 2])| -> Vec<f32> {
-        let mut out = vec![0.0; m.1[1]];
-        for r in 0..m.1[0] {
-            for (c, o) in out.iter_mut().enumerate() {
-                *o += m.0[r * m.1[1] + c] * m.0[r * m.1[1] + c];
-            }
-        }
-        out
-    };
     let unembed = vec_of(model.unembedding())?; // [d, V]
-    let read_sq: Vec<f32> = match model.blocks.get(layer + 1) {
-        Some(next) => {
-            let a = row_norms(&vec_of(next.attn.c_attn.weight.val())?);
-            let m = row_norms(&vec_of(next.mlp.c_fc.weight.val())?);
-            a.iter().zip(&m).map(|(x, y)| x + y).collect()
-        }
-        None => row_norms(&unembed),
+    let (read, write) = neuron_vectors(model, layer)?;
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let prev_vectors = prev.map(|p| neuron_vectors(p, layer)).transpose()?;
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (norm(a) * norm(b)).max(f32::MIN_POSITIVE)
     };
-    let block = &model.blocks[layer];
-    let wa = col_norms(&vec_of(block.attn.c_proj.weight.val())?);
-    let wm = col_norms(&vec_of(block.mlp.c_proj.weight.val())?);
+    let read_cos: Vec<Option<f32>> = (0..d)
+        .map(|i| prev_vectors.as_ref().map(|(r, _)| cosine(&read[i], &r[i])))
+        .collect();
+    let write_cos: Vec<Option<f32>> = (0..d)
+        .map(|i| prev_vectors.as_ref().map(|(_, w)| cosine(&write[i], &w[i])))
+        .collect();
     let gamma = model
         .ln_f
         .gamma
@@ -523,16 +516,55 @@ pub fn neuron_table(
         queries::schema::neurons_schema(),
         vec![
             Arc::new(UInt16Array::from_iter_values((0..d).map(|i| i as u16))),
+            Arc::new(Float32Array::from_iter_values(read.iter().map(|v| norm(v)))),
             Arc::new(Float32Array::from_iter_values(
-                read_sq.iter().map(|x| x.sqrt()),
-            )),
-            Arc::new(Float32Array::from_iter_values(
-                wa.iter().zip(&wm).map(|(a, m)| (a + m).sqrt()),
+                write.iter().map(|v| norm(v)),
             )),
             Arc::new(StringArray::from(promoted)),
             Arc::new(StringArray::from(suppressed)),
+            Arc::new(Float32Array::from(read_cos)),
+            Arc::new(Float32Array::from(write_cos)),
         ],
     )?)
+}
+
+/// Per neuron of block `layer`'s output: its read vector (row i of the next block's attention
+/// and MLP input matrices, or of the unembedding after the last block) and its write vector
+/// (column i of this block's attention and MLP output matrices).
+fn neuron_vectors(model: &Gpt, layer: usize) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let matrix = |t: Tensor<2>| -> Result<(Vec<f32>, usize, usize)> {
+        let [r, c] = t.dims();
+        let v = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok((v, r, c))
+    };
+    let rows = |m: &(Vec<f32>, usize, usize), i: usize| m.0[i * m.2..(i + 1) * m.2].to_vec();
+    let col = |m: &(Vec<f32>, usize, usize), i: usize| {
+        (0..m.1).map(|r| m.0[r * m.2 + i]).collect::<Vec<f32>>()
+    };
+    let readers: Vec<_> = match model.blocks.get(layer + 1) {
+        Some(next) => vec![
+            matrix(next.attn.c_attn.weight.val())?,
+            matrix(next.mlp.c_fc.weight.val())?,
+        ],
+        None => vec![matrix(model.unembedding())?],
+    };
+    let block = &model.blocks[layer];
+    let writers = [
+        matrix(block.attn.c_proj.weight.val())?,
+        matrix(block.mlp.c_proj.weight.val())?,
+    ];
+    let d = writers[0].2;
+    let read = (0..d)
+        .map(|i| readers.iter().flat_map(|m| rows(m, i)).collect())
+        .collect();
+    let write = (0..d)
+        .map(|i| writers.iter().flat_map(|m| col(m, i)).collect())
+        .collect();
+    Ok((read, write))
 }
 
 #[cfg(test)]
@@ -639,9 +671,20 @@ mod tests {
         let rec = recorder(&out, ROWS_PER_FILE);
         let mut stats = RecordStats::default();
         let toks = tokens(100);
-        rec.record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+        rec.record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
             .unwrap();
         assert_eq!(stats.partitions_written, 3);
+
+        // The weight side of lineage: against itself every neuron's vectors have cosine 1;
+        // against a differently initialised model they do not.
+        let model_a = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
+        let same = neuron_table(&model_a, Some(&model_a), &tiny(), 0, &tokenizer()).unwrap();
+        let cos = same
+            .column(5)
+            .as_primitive::<arrow::datatypes::Float32Type>();
+        assert!((0..32).all(|i| (cos.value(i) - 1.0).abs() < 1e-5));
+        let first = neuron_table(&model_a, None, &tiny(), 0, &tokenizer()).unwrap();
+        assert_eq!(first.column(5).null_count(), 32);
 
         // A direct forward pass over the first document (tokens 0..23, in windows of 16).
         let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
@@ -703,6 +746,7 @@ mod tests {
                 "m",
                 &tiny(),
                 &cp,
+                None,
                 &toks,
                 &tokenizer(),
                 &mut RecordStats::default(),
@@ -715,6 +759,7 @@ mod tests {
                 "m",
                 &tiny(),
                 &cp,
+                None,
                 &toks,
                 &tokenizer(),
                 &mut RecordStats::default(),
@@ -727,7 +772,7 @@ mod tests {
         std::fs::write(part.join(".part-0000.parquet.tmp"), b"half a file").unwrap();
         let mut stats = RecordStats::default();
         recorder(&crashed, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
             .unwrap();
         assert_eq!((stats.partitions_written, stats.partitions_kept), (1, 2));
         for layer in 0..3 {
@@ -740,7 +785,7 @@ mod tests {
         // Nothing to do the third time.
         let mut stats = RecordStats::default();
         recorder(&crashed, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
             .unwrap();
         assert_eq!((stats.partitions_written, stats.partitions_kept), (0, 3));
     }
@@ -756,6 +801,7 @@ mod tests {
                 "m",
                 &tiny(),
                 &cp,
+                None,
                 &toks,
                 &tokenizer(),
                 &mut RecordStats::default(),
@@ -770,6 +816,7 @@ mod tests {
             "m",
             &tiny(),
             &cp,
+            None,
             &toks,
             &tokenizer(),
             &mut RecordStats::default(),
@@ -792,7 +839,7 @@ mod tests {
         // Switching the value type makes every partition stale.
         let mut stats = RecordStats::default();
         recorder(&half, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, &toks, &tokenizer(), &mut stats)
+            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
             .unwrap();
         assert_eq!(stats.partitions_written, 3);
     }
@@ -807,7 +854,15 @@ mod tests {
             let out = tmp.path().join(format!("r{n}"));
             let mut stats = RecordStats::default();
             recorder(&out, bound)
-                .record_checkpoint("m", &tiny(), &cp, &tokens(n), &tokenizer(), &mut stats)
+                .record_checkpoint(
+                    "m",
+                    &tiny(),
+                    &cp,
+                    None,
+                    &tokens(n),
+                    &tokenizer(),
+                    &mut stats,
+                )
                 .unwrap();
             assert_eq!(read_partition(&out, 0).len(), 4 * n);
             maxima.push(stats.max_rows_buffered);
