@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 /// Version of the table layouts, stored in every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 /// Hive partition columns of `activations` and `neurons`, with plain (not dictionary) types
 /// so the same plans run on distributed engines.

@@ -69,7 +69,12 @@ impl Ctx {
         for input in inputs {
             input_hashes.insert(input.display().to_string(), hash_path(input)?);
         }
-        let fingerprint = hash_value(&(config_section, &input_hashes));
+        // The table layout version is part of it: a schema change redoes the stage.
+        let fingerprint = hash_value(&(
+            config_section,
+            &input_hashes,
+            queries::schema::SCHEMA_VERSION,
+        ));
         let mut manifest = Manifest::load(&self.run_dir)?;
         let out_dir = self.path(stage);
         match manifest.stages.get(stage) {

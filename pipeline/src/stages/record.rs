@@ -199,11 +199,15 @@ impl Recorder {
                     m.iter()
                         .any(|(k, v)| k == "checkpoint_sha256" && v == sha256)
                         && m.iter().any(|(k, v)| k == "value_type" && v == value_type)
+                        && m.iter().any(|(k, v)| {
+                            k == "schema_version" && v == queries::schema::SCHEMA_VERSION
+                        })
                 })
             })
     }
 
     /// Records one checkpoint (all layers), unless every partition is already current.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_checkpoint(
         &self,
         name: &str,
@@ -528,10 +532,13 @@ pub fn neuron_table(
     )?)
 }
 
+/// (read vectors, write vectors), one of each per neuron.
+type NeuronVectors = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// Per neuron of block `layer`'s output: its read vector (row i of the next block's attention
 /// and MLP input matrices, or of the unembedding after the last block) and its write vector
 /// (column i of this block's attention and MLP output matrices).
-fn neuron_vectors(model: &Gpt, layer: usize) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn neuron_vectors(model: &Gpt, layer: usize) -> Result<NeuronVectors> {
     let matrix = |t: Tensor<2>| -> Result<(Vec<f32>, usize, usize)> {
         let [r, c] = t.dims();
         let v = t
