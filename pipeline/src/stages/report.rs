@@ -484,7 +484,11 @@ fn models_table(ctx: &Ctx) -> Table {
                 v["params"].to_string(),
                 format!("{:.3}", v["val_loss"].as_f64().unwrap_or(f64::NAN)),
                 format!("{:.1}", v["val_ppl"].as_f64().unwrap_or(f64::NAN)),
-                format!("{:.0}", v["tokens_per_second"].as_f64().unwrap_or(0.0)),
+                v["tokens_per_second"]
+                    .as_f64()
+                    .map_or("— (resumed, nothing to train)".to_owned(), |t| {
+                        format!("{t:.0}")
+                    }),
             ]);
             t.links.push(None);
         }

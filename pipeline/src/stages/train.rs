@@ -113,7 +113,8 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 "checkpoints": outcome.checkpoints.len(),
                 "val_loss": val_loss,
                 "val_ppl": val_loss.exp(),
-                "tokens_per_second": outcome.tokens_per_second,
+                // null when this call trained nothing (the model was already complete)
+                "tokens_per_second": (outcome.tokens_per_second > 0.0).then_some(outcome.tokens_per_second),
                 "params": model_cfg.n_params(),
             }));
             all.push((name.clone(), outcome.checkpoints));
