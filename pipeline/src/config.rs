@@ -114,13 +114,15 @@ pub struct PipelineConfig {
     pub report: ReportSection,
 }
 
-/// The bundled data folder, found next to the working directory or the source tree.
-pub fn bundled(rel: &str) -> PathBuf {
-    let local = PathBuf::from(rel);
-    if local.exists() {
-        return local;
+/// A data path as configured; a relative `data/...` path that does not exist from the working
+/// directory is looked up in the source tree's bundled `data/` (so the defaults work from
+/// anywhere). Other paths are returned as given, so errors name what the user wrote.
+pub fn bundled(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    if path.is_relative() && path.starts_with("data") && !path.exists() {
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+    path.to_owned()
 }
 
 impl PipelineConfig {

@@ -254,11 +254,10 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
         true,
         &l.device,
     );
-    let lexicon = args.concept.as_ref().map(|_| {
-        Lexicon::load(&crate::config::bundled(
-            &ctx.cfg.data.lexicon.to_string_lossy(),
-        ))
-    });
+    let lexicon = args
+        .concept
+        .as_ref()
+        .map(|_| Lexicon::load(&crate::config::bundled(&ctx.cfg.data.lexicon)));
     let show = |ids: &[u32]| {
         highlight(
             &decode(&l.tokenizer, ids),

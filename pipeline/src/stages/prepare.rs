@@ -51,8 +51,8 @@ pub fn is_validation(doc_id: &str, seed: u64, val_fraction: f64) -> bool {
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let data = &ctx.cfg.data;
-    let corpus = bundled_or(&data.corpus);
-    let lexicon = bundled_or(&data.lexicon);
+    let corpus = bundled(&data.corpus);
+    let lexicon = bundled(&data.lexicon);
     let mut inputs = vec![corpus.clone(), lexicon.clone()];
     if !data.tokenizer.as_os_str().is_empty() {
         inputs.push(data.tokenizer.clone());
@@ -83,14 +83,6 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             Ok(serde_json::to_value(summary)?)
         },
     )
-}
-
-fn bundled_or(path: &std::path::Path) -> std::path::PathBuf {
-    if path.is_relative() && path.starts_with("data") && !path.exists() {
-        bundled(&path.to_string_lossy())
-    } else {
-        path.to_owned()
-    }
 }
 
 /// Tokenizes, splits and writes everything; pure apart from the files it writes.

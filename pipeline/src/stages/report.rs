@@ -164,15 +164,15 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
         );
     }
 
-    // 3 and 5. Entropy and stability over training.
-    if let Some(b) = fetch(
+    // 3, 5 and 6b draw from the same per-layer summary over training: fetch it once.
+    let over_training = fetch(
         s,
         q::ENTROPY_OVER_TRAINING,
         "Entropy over training",
         &mut notices,
     )
-    .await
-    {
+    .await;
+    if let Some(b) = over_training.clone() {
         let (m, layer, step) = (
             column_str(&b, "model")?,
             column_f64(&b, "layer")?,
@@ -337,7 +337,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             chart.write(&fig_dir.join("cross_layer"))?,
         );
     }
-    if let Some(b) = fetch(s, q::ENTROPY_OVER_TRAINING, "Dead neurons", &mut notices).await {
+    if let Some(b) = over_training.clone() {
         let (m, layer, step, dead) = (
             column_str(&b, "model")?,
             column_f64(&b, "layer")?,

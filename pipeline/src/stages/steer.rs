@@ -66,7 +66,7 @@ fn schema() -> Arc<Schema> {
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let cfg = &ctx.cfg.steer;
-    let prompts_path = bundled(&cfg.prompts.to_string_lossy());
+    let prompts_path = bundled(&cfg.prompts);
     let inputs = [
         ctx.path("analyze"),
         ctx.path("prepare/tokenizer.json"),
@@ -90,7 +90,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 "{} has no prompts (one per line)",
                 prompts_path.display()
             );
-            let lex = Lexicon::load(&bundled(&ctx.cfg.data.lexicon.to_string_lossy()))?;
+            let lex = Lexicon::load(&bundled(&ctx.cfg.data.lexicon))?;
             Ok((prompts, lex))
         },
         |(prompts, lex)| {
