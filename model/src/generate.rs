@@ -116,8 +116,8 @@ pub fn generate(
                     to_tensor(&input),
                     ForwardInput {
                         interventions,
-                        capture_hidden: false,
                         cache: Some(&mut cache),
+                        ..Default::default()
                     },
                 )
                 .logits

@@ -38,11 +38,31 @@ pub struct GptOutput {
     pub hidden: Vec<Tensor<3>>,
 }
 
+/// A function that replaces one block's whole output, e.g. by an SAE's reconstruction of it
+/// (to measure the loss the reconstruction recovers) or by zeros (the ablation baseline).
+#[derive(Clone, Copy)]
+pub struct Substitution<'a> {
+    /// Block whose output is replaced (0-based).
+    pub layer: usize,
+    /// `[B, T, d_model]` → `[B, T, d_model]`
+    pub replace: &'a dyn Fn(Tensor<3>) -> Tensor<3>,
+}
+
+impl std::fmt::Debug for Substitution<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Substitution")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Options of one forward pass, so callers name what they need.
 #[derive(Debug, Default)]
 pub struct ForwardInput<'a> {
     /// Edits applied to block outputs.
     pub interventions: &'a [Intervention],
+    /// A block output replaced before the next block reads it (after any intervention).
+    pub substitution: Option<Substitution<'a>>,
     /// Keep every block output in [`GptOutput::hidden`].
     pub capture_hidden: bool,
     /// Cache of earlier positions for generation.
@@ -114,6 +134,9 @@ impl Gpt {
             x = block.forward(x, self.rope.as_ref(), start, slot);
             for edit in input.interventions.iter().filter(|e| e.layer == layer) {
                 x = edit.apply(x, start);
+            }
+            if let Some(sub) = input.substitution.filter(|s| s.layer == layer) {
+                x = (sub.replace)(x);
             }
             if input.capture_hidden {
                 hidden.push(x.clone());
@@ -229,7 +252,7 @@ mod tests {
                 ForwardInput {
                     interventions: edits,
                     capture_hidden: true,
-                    cache: None,
+                    ..Default::default()
                 },
             )
         };
@@ -252,6 +275,42 @@ mod tests {
                 assert_eq!(*y, 7.5);
             } else {
                 assert_eq!(x, y, "entry {i} changed");
+            }
+        }
+    }
+
+    #[test]
+    fn substitution_replaces_one_block_output_and_later_blocks_read_it() {
+        let device = Device::flex();
+        device.seed(5);
+        let model = tiny().init(&device);
+        let zeros = |h: Tensor<3>| h.zeros_like();
+        let out = model.forward_with(
+            tokens(&device, 1, 8),
+            ForwardInput {
+                capture_hidden: true,
+                substitution: Some(Substitution {
+                    layer: 1,
+                    replace: &zeros,
+                }),
+                ..Default::default()
+            },
+        );
+        let plain = model.forward_with(
+            tokens(&device, 1, 8),
+            ForwardInput {
+                capture_hidden: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(out.hidden[0].to_data(), plain.hidden[0].to_data());
+        assert!(nonzeros_per_token(&out.hidden[1]).iter().all(|&n| n == 0));
+        // Block 2 reads only the zeroed stream: its output is the same for every position
+        // whose attention sees only zeros (all of them), i.e. the MLP/attention biases.
+        let h2 = out.hidden[2].to_data().try_into_vec::<f32>().unwrap();
+        for row in h2.chunks(32).skip(1) {
+            for (a, b) in row.iter().zip(&h2[..32]) {
+                assert!((a - b).abs() < 1e-5);
             }
         }
     }

@@ -14,12 +14,13 @@ pub mod generate;
 mod gpt;
 mod intervention;
 mod mlp;
+pub mod sae;
 pub mod train;
 
 pub use activation::{TopK, TopKBy, top_entries};
 pub use config::{GptConfig, Positional, Preset};
 pub use error::{Error, Result};
-pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, cross_entropy};
+pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, Substitution, cross_entropy};
 pub use intervention::{Intervention, InterventionMode};
 
 /// The burn device type every function here takes.
