@@ -22,7 +22,56 @@ pub fn run(ctx: &Ctx, what: BenchTarget, rows: usize, memory_limit: usize) -> Re
         BenchTarget::Train => bench_train(ctx),
         BenchTarget::Record => bench_record(ctx),
         BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit),
+        BenchTarget::Sae => bench_sae(ctx),
     }
+}
+
+/// SAE training tokens/s at the configured shape (and at 8×), the cost of collecting the
+/// hidden states, and, when the run has done its `sae` stage, that stage's share of the run.
+fn bench_sae(ctx: &Ctx) -> Result<()> {
+    use crate::stages::sae::collect_hidden;
+    use model::sae::{SaeConfig, train_sae};
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let lm = ctx.cfg.model_config("dense", ctx.cfg.model.vocab_size);
+    device.seed(1);
+    let model = lm.init(&device);
+    let tokens = synthetic_tokens(lm.vocab_size, 200_000, 5);
+    let sae = &ctx.cfg.sae;
+    let started = Instant::now();
+    let hidden = collect_hidden(&model, &lm, &tokens, &[0], sae.train_tokens, 1, &device)?;
+    let collect = sae.train_tokens as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "sae bench: backend {}, d_model {}, k = {}, {} steps × {} hidden states",
+        ctx.cfg.run.backend, lm.d_model, ctx.cfg.model.topk_k, sae.steps, sae.batch_size
+    );
+    println!("  collect hidden states (LM forward): {collect:>9.0} tokens/s");
+    for expansion in [sae.expansion, 8] {
+        let shape = SaeConfig {
+            d_in: lm.d_model,
+            d_sae: expansion * lm.d_model,
+            k: ctx.cfg.model.topk_k,
+        };
+        let out = train_sae(&shape, &sae.training(1), &hidden[0], &device, &mut |_| {})?;
+        println!(
+            "  train SAE {expansion:>2}× ({:>5} latents):    {:>9.0} tokens/s ({:.2} s per SAE)",
+            shape.d_sae,
+            out.tokens_per_second,
+            (sae.steps * sae.batch_size) as f64 / out.tokens_per_second
+        );
+    }
+    if let Ok(manifest) = crate::manifest::Manifest::load(&ctx.run_dir) {
+        let total: f64 = manifest.stages.values().map(|s| s.seconds).sum();
+        if let Some(stage) = manifest.stages.get("sae").filter(|_| total > 0.0) {
+            println!(
+                "  run {}: the sae stage took {:.1} s of {:.1} s over all stages ({:.1}%)",
+                ctx.cfg.run.name,
+                stage.seconds,
+                total,
+                100.0 * stage.seconds / total
+            );
+        }
+    }
+    Ok(())
 }
 
 fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {

@@ -50,7 +50,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run stages in order: `run all`, or `run <stage>`.
     Run {
-        /// `all`, or one of prepare, train, record, analyze, steer, report.
+        /// `all`, or one of prepare, train, sae, record, analyze, steer, report.
         #[arg(default_value = "all")]
         stage: String,
     },
@@ -58,7 +58,10 @@ pub enum Command {
     Prepare,
     /// Train the TopK LM and the dense baseline, with checkpoints; resumes if interrupted.
     Train,
-    /// Record each checkpoint's sparse activations to Parquet.
+    /// Train the post-hoc baseline: a TopK sparse autoencoder per dense-baseline checkpoint and
+    /// TopK-layer position (`[sae]`; `--set sae.enabled=false` skips it).
+    Sae,
+    /// Record each checkpoint's sparse activations (and SAE latents) to Parquet.
     Record,
     /// Compute the derived tables (entropies, lineage, ...) with SQL.
     Analyze,
@@ -196,4 +199,6 @@ pub enum BenchTarget {
     Record,
     /// Rows/s of each derived table on a generated activation table.
     Analyze,
+    /// SAE training tokens/s on hidden states of the last dense checkpoint.
+    Sae,
 }

@@ -89,6 +89,87 @@ pub struct SteerSection {
     pub temperature: f32,
 }
 
+/// The post-hoc SAE baseline (`sae` stage): TopK SAEs trained on the dense baseline's
+/// residual stream at the TopK model's TopK-layer positions, one per checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaeSection {
+    /// Train and record SAEs; `false` skips the stage (no SAE rows in any table).
+    pub enabled: bool,
+    /// The model whose residual stream is encoded (the dense baseline).
+    pub model: String,
+    /// Latents per hidden unit (Gao et al. use 4–64×; d_sae = expansion × d_model).
+    pub expansion: usize,
+    /// Hidden states collected per checkpoint from the training split (SAE training data).
+    pub train_tokens: usize,
+    /// Validation tokens for the quality table (FVU, dead latents, loss recovered).
+    pub eval_tokens: usize,
+    /// Optimizer steps per SAE.
+    pub steps: usize,
+    /// Hidden states per step.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: usize,
+    /// Dead latents fed to the AuxK loss (0: none).
+    pub aux_k: usize,
+    /// Weight of the AuxK loss (Gao et al.: 1/32).
+    pub aux_coef: f32,
+    /// A latent silent for this many training tokens is dead (AuxK revives it).
+    pub dead_after_tokens: usize,
+    /// Seed of every SAE's initialisation and batches.
+    pub seed: u64,
+    /// A second seed for the last checkpoint's SAEs, recorded as `<model>-sae-seed2`, to measure
+    /// run-to-run stability on the same checkpoint (0: none).
+    pub second_seed: u64,
+}
+
+impl SaeSection {
+    /// Defaults: a few seconds per SAE on 2 CPU cores at the tiny preset.
+    pub fn defaults() -> Self {
+        Self {
+            enabled: true,
+            model: "dense".into(),
+            expansion: 4,
+            train_tokens: 8192,
+            eval_tokens: 2048,
+            steps: 100,
+            batch_size: 512,
+            lr: 2e-3,
+            warmup_steps: 10,
+            aux_k: 64,
+            aux_coef: 1.0 / 32.0,
+            dead_after_tokens: 16384,
+            seed: 7,
+            second_seed: 8,
+        }
+    }
+
+    /// The optimisation settings with one seed.
+    pub fn training(&self, seed: u64) -> model::sae::SaeTrainingConfig {
+        model::sae::SaeTrainingConfig {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            aux_k: self.aux_k,
+            aux_coef: self.aux_coef,
+            dead_after_tokens: self.dead_after_tokens,
+            seed,
+        }
+    }
+
+    /// Name under which an SAE series is recorded.
+    pub fn series_name(&self, second: bool) -> String {
+        if second {
+            format!("{}-sae-seed2", self.model)
+        } else {
+            format!("{}-sae", self.model)
+        }
+    }
+}
+
 /// What `report` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +192,7 @@ pub struct PipelineConfig {
     pub record: RecordSection,
     pub analyze: AnalysisParams,
     pub steer: SteerSection,
+    pub sae: SaeSection,
     pub report: ReportSection,
 }
 
@@ -173,6 +255,7 @@ impl PipelineConfig {
                 max_new_tokens: 20,
                 temperature: 0.8,
             },
+            sae: SaeSection::defaults(),
             report: ReportSection {
                 neurons_per_layer: 12,
             },
@@ -266,6 +349,29 @@ impl PipelineConfig {
             );
         }
         model::device(&self.run.backend).context("`run.backend`")?;
+        if self.sae.enabled {
+            if !self.models.contains(&self.sae.model) {
+                bail!(
+                    "`sae.model` = \"{}\" is not in `models` ({}); name the dense baseline, or set `sae.enabled = false`",
+                    self.sae.model,
+                    self.models.join(", ")
+                );
+            }
+            if self.sae.expansion == 0 || self.sae.train_tokens == 0 || self.sae.eval_tokens == 0 {
+                bail!("`sae.expansion`, `sae.train_tokens` and `sae.eval_tokens` must be at least 1");
+            }
+            if self.sae.second_seed == self.sae.seed {
+                bail!("`sae.second_seed` equals `sae.seed`; use another seed, or 0 for none");
+            }
+            model::sae::SaeConfig {
+                d_in: self.model.d_model,
+                d_sae: self.sae.expansion * self.model.d_model,
+                k: self.model.topk_k,
+            }
+            .validate()
+            .context("in [sae]")?;
+            self.sae.training(self.sae.seed).validate().context("in [sae]")?;
+        }
         Ok(())
     }
 
@@ -490,6 +596,34 @@ const KEY_DOCS: &[(&str, &str)] = &[
     (
         "analyze.formation_entropy",
         "normalised semantic entropy below which a neuron has formed",
+    ),
+    (
+        "sae.enabled",
+        "train post-hoc TopK SAEs on the dense baseline (false: skip the sae stage)",
+    ),
+    ("sae.model", "model whose residual stream the SAEs encode"),
+    ("sae.expansion", "latents per hidden unit (d_sae = expansion x d_model)"),
+    (
+        "sae.train_tokens",
+        "hidden states collected per checkpoint to train on",
+    ),
+    (
+        "sae.eval_tokens",
+        "validation tokens for FVU, dead latents and loss recovered",
+    ),
+    ("sae.steps", "optimizer steps per SAE"),
+    ("sae.batch_size", "hidden states per step"),
+    ("sae.lr", "Adam learning rate"),
+    ("sae.aux_k", "dead latents in the AuxK loss (0 = none)"),
+    ("sae.aux_coef", "weight of the AuxK loss"),
+    (
+        "sae.dead_after_tokens",
+        "a latent silent this many training tokens is dead",
+    ),
+    ("sae.seed", "seed of every SAE"),
+    (
+        "sae.second_seed",
+        "second seed for the last checkpoint (run-to-run stability; 0 = none)",
     ),
     (
         "report.neurons_per_layer",

@@ -68,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Prepare => run_stage(&ctx, "prepare"),
         Command::Train => run_stage(&ctx, "train"),
+        Command::Sae => run_stage(&ctx, "sae"),
         Command::Record => run_stage(&ctx, "record"),
         Command::Analyze => run_stage(&ctx, "analyze"),
         Command::Report => run_stage(&ctx, "report"),
@@ -103,6 +104,7 @@ fn run_stage(ctx: &Ctx, stage: &str) -> Result<()> {
     let outcome = match stage {
         "prepare" => stages::prepare::run(ctx),
         "train" => stages::train::run(ctx),
+        "sae" => stages::sae::run(ctx),
         "record" => stages::record::run(ctx),
         "analyze" => stages::analyze::run(ctx),
         "steer" => stages::steer::run(ctx),

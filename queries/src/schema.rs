@@ -71,6 +71,28 @@ pub fn neurons_schema() -> SchemaRef {
     ]))
 }
 
+/// `sae_quality`: one row per SAE (series, checkpoint, layer), measured on validation tokens.
+/// loss_recovered = (ce_zero − ce_sae) / (ce_zero − ce_clean); train_fvu and
+/// tokens_per_second are null for SAEs kept from an earlier run.
+pub fn sae_quality_schema() -> SchemaRef {
+    let f = |name: &str| Field::new(name, DataType::Float64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("step", DataType::UInt32, false),
+        Field::new("layer", DataType::UInt16, false),
+        Field::new("seed", DataType::UInt64, false),
+        f("fvu"),
+        f("l0"),
+        f("dead_fraction"),
+        f("ce_clean"),
+        f("ce_sae"),
+        f("ce_zero"),
+        f("loss_recovered"),
+        Field::new("train_fvu", DataType::Float64, true),
+        Field::new("tokens_per_second", DataType::Float32, true),
+    ]))
+}
+
 /// `metrics`: one row per (model, checkpoint) of training.
 pub fn metrics_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

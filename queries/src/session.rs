@@ -13,6 +13,7 @@ pub const TABLE_PATHS: &[(&str, &str, bool)] = &[
     // (table, path, Hive-partitioned by model/step/layer)
     ("tokens", "prepare/tokens.parquet", false),
     ("metrics", "train/metrics.parquet", false),
+    ("sae_quality", "sae/quality.parquet", false),
     // Stored values may be f16; the `activations` view casts them to FLOAT.
     ("activations_stored", "record/activations/", true),
     ("neurons", "record/neurons/", true),

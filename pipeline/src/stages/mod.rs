@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod prepare;
 pub mod record;
 pub mod report;
+pub mod sae;
 pub mod steer;
 pub mod train;
 
@@ -19,7 +20,9 @@ use crate::manifest::{Manifest, StageRecord, hash_path, hash_value};
 use crate::ui::Ui;
 
 /// Stage names in the order `run all` runs them.
-pub const STAGES: &[&str] = &["prepare", "train", "record", "analyze", "steer", "report"];
+pub const STAGES: &[&str] = &[
+    "prepare", "train", "sae", "record", "analyze", "steer", "report",
+];
 
 /// What every stage gets.
 #[derive(Debug, Clone)]
@@ -141,6 +144,8 @@ impl Ctx {
         manifest.seeds = [
             ("data.seed".to_owned(), self.cfg.data.seed),
             ("train.seed".to_owned(), self.cfg.train.seed),
+            ("sae.seed".to_owned(), self.cfg.sae.seed),
+            ("sae.second_seed".to_owned(), self.cfg.sae.second_seed),
         ]
         .into();
     }
