@@ -7,7 +7,11 @@ use burn::prelude::*;
 fn main() {
     let device = Device::flex();
     let (n, d, d_sae, k) = (512, 128, 512, 32);
-    let x = Tensor::<2>::random([n, d], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let x = Tensor::<2>::random(
+        [n, d],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let time = |name: &str, f: &dyn Fn()| {
         f();
         let t = Instant::now();
@@ -35,7 +39,9 @@ fn main() {
             .val()
             .select(0, z.indices.reshape([n * k]))
             .reshape([n, k, d]);
-        let r = (rows * z.values.unsqueeze_dim::<3>(2)).sum_dim(1).reshape([n, d]);
+        let r = (rows * z.values.unsqueeze_dim::<3>(2))
+            .sum_dim(1)
+            .reshape([n, d]);
         let _ = (xa.clone() - r).powi_scalar(2).sum().backward();
     });
 }

@@ -358,7 +358,9 @@ impl PipelineConfig {
                 );
             }
             if self.sae.expansion == 0 || self.sae.train_tokens == 0 || self.sae.eval_tokens == 0 {
-                bail!("`sae.expansion`, `sae.train_tokens` and `sae.eval_tokens` must be at least 1");
+                bail!(
+                    "`sae.expansion`, `sae.train_tokens` and `sae.eval_tokens` must be at least 1"
+                );
             }
             if self.sae.second_seed == self.sae.seed {
                 bail!("`sae.second_seed` equals `sae.seed`; use another seed, or 0 for none");
@@ -370,7 +372,10 @@ impl PipelineConfig {
             }
             .validate()
             .context("in [sae]")?;
-            self.sae.training(self.sae.seed).validate().context("in [sae]")?;
+            self.sae
+                .training(self.sae.seed)
+                .validate()
+                .context("in [sae]")?;
         }
         Ok(())
     }
@@ -602,7 +607,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "train post-hoc TopK SAEs on the dense baseline (false: skip the sae stage)",
     ),
     ("sae.model", "model whose residual stream the SAEs encode"),
-    ("sae.expansion", "latents per hidden unit (d_sae = expansion x d_model)"),
+    (
+        "sae.expansion",
+        "latents per hidden unit (d_sae = expansion x d_model)",
+    ),
     (
         "sae.train_tokens",
         "hidden states collected per checkpoint to train on",

@@ -8,5 +8,6 @@ pub mod parquet_io;
 pub mod schema;
 pub mod session;
 pub mod sql;
+pub mod stability;
 
 pub use error::{Error, Result};

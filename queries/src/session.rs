@@ -54,7 +54,7 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
     let derived = crate::sql::DERIVED_TABLES
         .iter()
         .map(|t| t.name)
-        .chain(["matching"]);
+        .chain(["matching", "stability"]);
     for name in derived {
         let path = derived_path(run_dir, name);
         if path.exists() {

@@ -190,10 +190,12 @@ pub mod steer {
     pub const CONCEPTS: &str = include_str!("../sql/steer/concepts.sql");
     pub const BEST_CONCEPTS: &str = include_str!("../sql/steer/best_concepts.sql");
 
-    /// Fills `{{key}}` placeholders; string values have quotes doubled.
-    pub fn render(sql: &str, params: &[(&str, String)]) -> String {
-        params.iter().fold(sql.to_owned(), |s, (k, v)| {
-            s.replace(&format!("{{{{{k}}}}}"), &v.replace('\'', "''"))
-        })
-    }
+    pub use super::render;
+}
+
+/// Fills `{{key}}` placeholders; string values have quotes doubled.
+pub fn render(sql: &str, params: &[(&str, String)]) -> String {
+    params.iter().fold(sql.to_owned(), |s, (k, v)| {
+        s.replace(&format!("{{{{{k}}}}}"), &v.replace('\'', "''"))
+    })
 }

@@ -79,14 +79,23 @@ pub fn save_sae(sae: &Sae, path: &Path, metadata: &[(&str, String)]) -> Result<(
 /// Reads an SAE and the metadata it was saved with, naming the file and tensor on failure.
 pub fn load_sae(path: &Path, device: &Device) -> Result<(Sae, BTreeMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| Error::checkpoint(path, format!("not a safetensors file ({e}); is it truncated?")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!("not a safetensors file ({e}); is it truncated?"),
+        )
+    })?;
     let meta: BTreeMap<String, String> = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get(METADATA_KEY))
         .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or_else(|| Error::checkpoint(path, format!("has no `{METADATA_KEY}` metadata; not an SAE file?")))?;
+        .ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!("has no `{METADATA_KEY}` metadata; not an SAE file?"),
+            )
+        })?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::checkpoint(path, format!("cannot be read ({e}); is it truncated?")))?;
     let tensor = |name: &str| -> Result<(Vec<f32>, Vec<usize>)> {
@@ -122,7 +131,9 @@ pub fn load_sae(path: &Path, device: &Device) -> Result<(Sae, BTreeMap<String, S
         } else {
             Err(Error::checkpoint(
                 path,
-                format!("tensor `{name}` has shape {shape:?}; expected {want:?} for w_dec {dec_shape:?}"),
+                format!(
+                    "tensor `{name}` has shape {shape:?}; expected {want:?} for w_dec {dec_shape:?}"
+                ),
             ))
         }
     };
@@ -133,12 +144,21 @@ pub fn load_sae(path: &Path, device: &Device) -> Result<(Sae, BTreeMap<String, S
     let (b_pre, s) = tensor("b_pre")?;
     expect("b_pre", &s, &[d_in])?;
     if k == 0 || k > d_sae {
-        return Err(Error::checkpoint(path, format!("metadata k = {k} does not fit {d_sae} latents")));
+        return Err(Error::checkpoint(
+            path,
+            format!("metadata k = {k} does not fit {d_sae} latents"),
+        ));
     }
     let sae = Sae {
-        w_enc: Param::from_tensor(Tensor::from_data(TensorData::new(w_enc, [d_in, d_sae]), device)),
+        w_enc: Param::from_tensor(Tensor::from_data(
+            TensorData::new(w_enc, [d_in, d_sae]),
+            device,
+        )),
         b_enc: Param::from_tensor(Tensor::from_data(TensorData::new(b_enc, [d_sae]), device)),
-        w_dec: Param::from_tensor(Tensor::from_data(TensorData::new(w_dec, [d_sae, d_in]), device)),
+        w_dec: Param::from_tensor(Tensor::from_data(
+            TensorData::new(w_dec, [d_sae, d_in]),
+            device,
+        )),
         b_pre: Param::from_tensor(Tensor::from_data(TensorData::new(b_pre, [d_in]), device)),
         k,
         input_scale,
@@ -170,8 +190,16 @@ mod tests {
         assert_eq!(back.input_scale, sae.input_scale);
         assert_eq!(back.k, 4);
         let again = sae_safetensors_bytes(&back, &[("step", "100".into())]).unwrap();
-        assert_eq!(again, std::fs::read(&path).unwrap(), "same bytes after a round trip");
-        let x = Tensor::<2>::random([5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(
+            again,
+            std::fs::read(&path).unwrap(),
+            "same bytes after a round trip"
+        );
+        let x = Tensor::<2>::random(
+            [5, 8],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let (a, b) = (sae.encode(x.clone()), back.encode(x));
         assert_eq!(a.indices.into_data(), b.indices.into_data());
         assert_eq!(a.values.into_data(), b.values.into_data());
@@ -191,7 +219,10 @@ mod tests {
         let bytes = sae_safetensors_bytes(&sae, &[]).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = load_sae(&path, &device).unwrap_err().to_string();
-        assert!(err.contains("sae.safetensors") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("sae.safetensors") && err.contains("truncated"),
+            "{err}"
+        );
         std::fs::write(&path, b"not at all").unwrap();
         assert!(load_sae(&path, &device).is_err());
     }

@@ -137,7 +137,11 @@ impl Sae {
     /// The shape of this SAE.
     pub fn config(&self) -> SaeConfig {
         let [d_sae, d_in] = self.w_dec.dims();
-        SaeConfig { d_in, d_sae, k: self.k }
+        SaeConfig {
+            d_in,
+            d_sae,
+            k: self.k,
+        }
     }
 
     /// Encodes hidden states: the k largest pre-activations per token (ties by position).
@@ -231,11 +235,20 @@ mod tests {
         };
         let sae = cfg.init(9, &device);
         let x = Tensor::<2>::from_data(
-            TensorData::new((0..24).map(|i| ((i * 37) % 11) as f32 - 5.0).collect(), [4, 6]),
+            TensorData::new(
+                (0..24).map(|i| ((i * 37) % 11) as f32 - 5.0).collect(),
+                [4, 6],
+            ),
             &device,
         );
         let z = sae.encode(x);
-        let idx = z.indices.clone().into_data().convert::<i64>().try_into_vec::<i64>().unwrap();
+        let idx = z
+            .indices
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap();
         let pre = vecs(z.pre.clone());
         let values = vecs(z.values.clone());
         for (row, p) in pre.iter().enumerate() {

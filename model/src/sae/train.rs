@@ -44,7 +44,9 @@ impl SaeTrainingConfig {
             ("dead_after_tokens", self.dead_after_tokens),
         ] {
             if value == 0 {
-                return Err(Error::Config(format!("`sae.{key}` = 0: must be at least 1")));
+                return Err(Error::Config(format!(
+                    "`sae.{key}` = 0: must be at least 1"
+                )));
             }
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
@@ -113,7 +115,13 @@ pub fn train_sae(
     sae.input_scale = (d as f64 / mean_sq.max(1e-30)).sqrt() as f32;
     let mean: Vec<f32> = (0..d)
         .map(|c| {
-            (hidden.iter().skip(c).step_by(d).map(|v| *v as f64).sum::<f64>() / n as f64) as f32
+            (hidden
+                .iter()
+                .skip(c)
+                .step_by(d)
+                .map(|v| *v as f64)
+                .sum::<f64>()
+                / n as f64) as f32
                 * sae.input_scale
         })
         .collect();
@@ -158,9 +166,7 @@ pub fn train_sae(
             .convert::<i64>()
             .try_into_vec::<i64>()
             .map_err(|e| Error::Training(format!("{e:?}")))?;
-        since_fired
-            .iter_mut()
-            .for_each(|s| *s += tcfg.batch_size);
+        since_fired.iter_mut().for_each(|s| *s += tcfg.batch_size);
         for i in fired {
             since_fired[i as usize] = 0;
         }
@@ -174,8 +180,7 @@ pub fn train_sae(
         let loss = if tcfg.aux_k > 0 && n_dead > 0 {
             let k_aux = tcfg.aux_k.min(n_dead);
             let penalty: Vec<f32> = dead.iter().map(|&d| if d { 0.0 } else { -1e30 }).collect();
-            let penalty =
-                Tensor::<2>::from_data(TensorData::new(penalty, [1, cfg.d_sae]), &ad);
+            let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [1, cfg.d_sae]), &ad);
             let (_, idx) = (latents.pre.clone().detach() + penalty).topk_with_indices(k_aux, 1);
             let values = latents.pre.clone().gather(1, idx.clone());
             let aux_error = error.detach() - sae.decode_sparse(values, idx);
@@ -220,7 +225,9 @@ mod tests {
         let mut rng = SplitMix64::new(42, 1);
         let mut sources = Vec::new();
         for _ in 0..m {
-            let v: Vec<f32> = (0..d).map(|_| super::super::standard_normal(&mut rng)).collect();
+            let v: Vec<f32> = (0..d)
+                .map(|_| super::super::standard_normal(&mut rng))
+                .collect();
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             sources.push(v.iter().map(|x| x / norm).collect::<Vec<f32>>());
         }
@@ -269,7 +276,13 @@ mod tests {
         let tail = trained.fvu[tcfg.steps - 50..].iter().sum::<f32>() / 50.0;
         assert!(tail < 0.25 * head, "FVU {head} → {tail}");
 
-        let w = trained.sae.w_dec.val().into_data().try_into_vec::<f32>().unwrap();
+        let w = trained
+            .sae
+            .w_dec
+            .val()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let rows: Vec<&[f32]> = w.chunks(16).collect();
         for row in &rows {
             let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();

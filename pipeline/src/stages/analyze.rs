@@ -21,9 +21,14 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let inputs = [ctx.path("prepare/tokens.parquet"), ctx.path("record")];
+    let section = (
+        &ctx.cfg.analyze,
+        ctx.cfg.sae.enabled,
+        ctx.cfg.sae.second_seed,
+    );
     ctx.run_stage(
         "analyze",
-        &ctx.cfg.analyze,
+        &section,
         &inputs,
         || Ok(()),
         |()| {
@@ -31,7 +36,15 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             let params = ctx.cfg.analyze.clone();
             let metadata = vec![("run_id", ctx.run_id())];
             let n = queries::sql::DERIVED_TABLES.len() as u64 + 1;
-            let d_model = ctx.cfg.model.d_model;
+            // SAEs of the same checkpoint trained with two seeds: their run-to-run stability.
+            let seed_pairs = if ctx.cfg.sae.enabled && ctx.cfg.sae.second_seed != 0 {
+                vec![(
+                    ctx.cfg.sae.series_name(false),
+                    ctx.cfg.sae.series_name(true),
+                )]
+            } else {
+                vec![]
+            };
             let bar = ctx.ui.bar(n, "analyze", "tables");
             let outputs = runtime()?.block_on(async {
                 let ctx_df = open_run(
@@ -53,15 +66,26 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                     },
                 )
                 .await?;
-                bar.set_message("matching");
                 let started = std::time::Instant::now();
-                let rows = queries::analysis::write_matching(&ctx_df, &run_dir, d_model, &metadata)
-                    .await?;
-                outputs.push(queries::analysis::DerivedOutput {
-                    name: "matching",
-                    rows,
-                    seconds: started.elapsed().as_secs_f64(),
-                });
+                let (matched, stable) = queries::stability::write_stability(
+                    &ctx_df,
+                    &run_dir,
+                    &params,
+                    &seed_pairs,
+                    &metadata,
+                    &mut |pair, _, _| {
+                        bar.set_message(format!("matching {} {}", pair.model, pair.step))
+                    },
+                )
+                .await?;
+                let seconds = started.elapsed().as_secs_f64();
+                for (name, rows) in [("matching", matched), ("stability", stable)] {
+                    outputs.push(queries::analysis::DerivedOutput {
+                        name,
+                        rows,
+                        seconds,
+                    });
+                }
                 Ok::<_, queries::Error>(outputs)
             })?;
             bar.finish_and_clear();

@@ -97,15 +97,19 @@ impl RecordStats {
 
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let inputs = [
+    let mut inputs = vec![
         ctx.path("prepare/tokens.parquet"),
         ctx.path("prepare/tokenizer.json"),
         ctx.path("train"),
     ];
+    if ctx.cfg.sae.enabled {
+        inputs.push(ctx.path("sae"));
+    }
     let section = (
         ctx.cfg.record_k(),
         ctx.cfg.record.batch_size,
         &ctx.cfg.models,
+        ctx.cfg.sae.enabled,
     );
     ctx.run_stage("record", &section, &inputs, || {
         let tokens = read_parquet(&inputs[0])?;
@@ -122,21 +126,57 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             );
         }
         let models = super::train::checkpoints(ctx)?;
-        Ok((tokens, tokenizer, models))
-    }, |(tokens, tokenizer, models)| {
+        let mut sae_series = Vec::new();
+        if ctx.cfg.sae.enabled {
+            let base = models.iter().find(|(n, _)| *n == ctx.cfg.sae.model).map(|(_, c)| c.as_slice()).unwrap_or_default();
+            for s in super::sae::series(ctx, base) {
+                let mut saes = Vec::new();
+                for cp in &s.checkpoints {
+                    saes.push((cp.clone(), super::sae::load_saes(ctx, &s.name, cp.meta.step, &model::device(&ctx.cfg.run.backend)?)?));
+                }
+                sae_series.push((s.name, saes));
+            }
+        }
+        Ok((tokens, tokenizer, models, sae_series))
+    }, |(tokens, tokenizer, models, sae_series)| {
         let device = model::device(&ctx.cfg.run.backend)?;
         let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, f16: ctx.cfg.record.value_type == "f16", run_id: ctx.run_id(), device };
-        let mut jobs = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for (name, cps) in &models {
             let card = read_card(&ctx.path(&format!("train/{name}")))?;
             let prevs = std::iter::once(None).chain(cps.iter().map(Some));
-            jobs.extend(cps.iter().zip(prevs).map(|(cp, prev)| (name.as_str(), card.model.clone(), cp, prev)));
+            jobs.extend(cps.iter().zip(prevs).map(|(cp, prev)| (name.as_str(), card.model.clone(), cp, prev, None)));
+        }
+        // SAE latents, recorded as their own models (`dense-sae`, ...).
+        let base_card = read_card(&ctx.path(&format!("train/{}", ctx.cfg.sae.model))).ok();
+        for (series, saes) in &sae_series {
+            let cfg = base_card.as_ref().context("the SAE base model has no config.json")?.model.clone();
+            jobs.extend(saes.iter().map(|(cp, layers)| (series.as_str(), cfg.clone(), cp, None, Some(layers.as_slice()))));
+        }
+        if !ctx.cfg.sae.enabled {
+            // No SAE rows when SAEs are off: drop partitions an earlier run of this stage made.
+            for second in [false, true] {
+                for table in ["activations", "neurons"] {
+                    let dir = ctx.path(&format!("record/{table}/model={}", ctx.cfg.sae.series_name(second)));
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+                    }
+                }
+            }
         }
         let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
-        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>);
-        let record_one = |(name, cfg, cp, prev): &Job| -> Result<RecordStats> {
+        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>, Option<&'a [(usize, model::sae::Sae, String)]>);
+        let record_one = |(name, cfg, cp, prev, saes): &Job| -> Result<RecordStats> {
             let mut stats = RecordStats::default();
-            recorder.record_checkpoint(name, cfg, cp, *prev, &tokens, &tokenizer, &mut stats)?;
+            match saes {
+                None => recorder.record_checkpoint(name, cfg, cp, *prev, &tokens, &tokenizer, &mut stats)?,
+                Some(layers) => {
+                    let fingerprint = crate::manifest::hash_value(&layers.iter().map(|(l, _, f)| (l, f)).collect::<Vec<_>>());
+                    let saes: Vec<(usize, model::sae::Sae)> = layers.iter().map(|(l, s, _)| (*l, s.clone())).collect();
+                    let features = Features::Sae { saes: &saes, fingerprint };
+                    recorder.record_features(name, cfg, cp, None, &features, &tokens, &tokenizer, &mut stats)?
+                }
+            }
             bar.set_message(format!("{name} step {}", cp.meta.step));
             bar.inc(1);
             Ok(stats)
@@ -206,7 +246,7 @@ impl Recorder {
             })
     }
 
-    /// Records one checkpoint (all layers), unless every partition is already current.
+    /// Records one checkpoint's block outputs (all layers), unless every partition is current.
     #[allow(clippy::too_many_arguments)]
     pub fn record_checkpoint(
         &self,
@@ -218,9 +258,44 @@ impl Recorder {
         tokenizer: &Tokenizer,
         stats: &mut RecordStats,
     ) -> Result<()> {
-        let sha = &cp.meta.sha256;
+        self.record_features(
+            name,
+            cfg,
+            cp,
+            prev,
+            &Features::Blocks,
+            tokens,
+            tokenizer,
+            stats,
+        )
+    }
+
+    /// Records one checkpoint's features (its block outputs, or SAE latents of them) under
+    /// model `name`, unless every partition is already current.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_features(
+        &self,
+        name: &str,
+        cfg: &GptConfig,
+        cp: &Checkpoint,
+        prev: Option<&Checkpoint>,
+        features: &Features,
+        tokens: &[RecordBatch],
+        tokenizer: &Tokenizer,
+        stats: &mut RecordStats,
+    ) -> Result<()> {
+        let (layers, sha): (Vec<usize>, String) = match features {
+            Features::Blocks => ((0..cfg.n_layers).collect(), cp.meta.sha256.clone()),
+            Features::Sae { saes, fingerprint } => (
+                saes.iter().map(|(l, _)| *l).collect(),
+                format!("{}+sae:{fingerprint}", cp.meta.sha256),
+            ),
+        };
+        let sha = &sha;
         let step = cp.meta.step;
-        let stale: Vec<usize> = (0..cfg.n_layers)
+        let stale: Vec<usize> = layers
+            .iter()
+            .copied()
             .filter(|&l| {
                 !Self::is_current(
                     &self.partition("activations", name, step, l),
@@ -233,15 +308,25 @@ impl Recorder {
                 )
             })
             .collect();
-        stats.partitions_kept += cfg.n_layers - stale.len();
+        stats.partitions_kept += layers.len() - stale.len();
         if stale.is_empty() {
             return Ok(());
         }
         let model = load_weights(cfg, &cp.dir, &self.device)?;
-        // The previous checkpoint's weights give the weight side of lineage.
+        // The previous checkpoint's weights give the weight side of lineage (not for SAE
+        // latents, whose index carries no identity across checkpoints).
         let prev_model = prev
+            .filter(|_| matches!(features, Features::Blocks))
             .map(|p| load_weights(cfg, &p.dir, &self.device))
             .transpose()?;
+        let sae_of = |layer: usize| match features {
+            Features::Blocks => None,
+            Features::Sae { saes, .. } => saes.iter().find(|(l, _)| *l == layer).map(|(_, s)| s),
+        };
+        let k = match features {
+            Features::Blocks => self.k,
+            Features::Sae { saes, .. } => saes.first().map_or(self.k, |(_, s)| s.k),
+        };
         let vocab = tokenizer.get_vocab_size(true);
         let windows = windows(tokens, cfg.block_size)?;
         if let Some(bad) = windows
@@ -270,13 +355,16 @@ impl Recorder {
                 ("model", name.to_owned()),
                 ("step", step.to_string()),
                 ("layer", layer.to_string()),
-                ("k", self.k.to_string()),
+                ("k", k.to_string()),
                 ("value_type", self.value_type().to_owned()),
             ]
         };
         // Neurons first: cheap, from the weights alone.
         for &layer in &stale {
-            let batch = neuron_table(&model, prev_model.as_ref(), cfg, layer, tokenizer)?;
+            let batch = match sae_of(layer) {
+                None => neuron_table(&model, prev_model.as_ref(), cfg, layer, tokenizer)?,
+                Some(sae) => super::sae::latent_table(&model, sae, tokenizer)?,
+            };
             write_parquet(
                 &self
                     .partition("neurons", name, step, layer)
@@ -286,12 +374,17 @@ impl Recorder {
                 &meta(layer),
             )?;
         }
+        // SAE latents are sparse by construction; a dense layer is read as its top-k.
+        let dense = |layer: usize| sae_of(layer).is_none() && !cfg.is_topk_layer(layer);
         // Activations: stream batches of windows, flush sorted files when a buffer fills.
         let mut buffers: Vec<Rows> = vec![Vec::new(); cfg.n_layers];
         let mut parts = vec![0usize; cfg.n_layers];
         for chunk in windows.chunks(self.batch_size) {
             let started = std::time::Instant::now();
-            let per_layer = self.forward_topk(&model, chunk, cfg)?;
+            let per_layer = match features {
+                Features::Blocks => self.forward_topk(&model, chunk, cfg)?,
+                Features::Sae { saes, .. } => self.forward_sae(&model, chunk, cfg, saes)?,
+            };
             stats.forward_seconds += started.elapsed().as_secs_f64();
             stats.tokens += chunk.iter().map(|w| w.ids.len()).sum::<usize>();
             for &layer in &stale {
@@ -305,7 +398,7 @@ impl Recorder {
                         name,
                         step,
                         layer,
-                        !cfg.is_topk_layer(layer),
+                        dense(layer),
                         &meta(layer),
                         stats,
                     )?;
@@ -321,7 +414,7 @@ impl Recorder {
                 name,
                 step,
                 layer,
-                !cfg.is_topk_layer(layer),
+                dense(layer),
                 &meta(layer),
                 stats,
             )?;
@@ -331,13 +424,37 @@ impl Recorder {
         Ok(())
     }
 
-    /// The top-k (value, neuron) of every block output for a batch of windows, as rows per layer.
-    pub fn forward_topk(
+    /// The active SAE latents (value, latent) of the block outputs at the SAE layers, as rows
+    /// per layer (empty for layers without an SAE).
+    pub fn forward_sae(
         &self,
         model: &Gpt,
         chunk: &[Window],
         cfg: &GptConfig,
+        saes: &[(usize, model::sae::Sae)],
     ) -> Result<Vec<Rows>> {
+        let (x, t) = self.window_batch(chunk);
+        let hidden = model
+            .forward_with(
+                x,
+                ForwardInput {
+                    capture_hidden: true,
+                    ..Default::default()
+                },
+            )
+            .hidden;
+        let mut rows = vec![Rows::new(); cfg.n_layers];
+        for (layer, sae) in saes {
+            let h = hidden[*layer].clone();
+            let [b, _, d] = h.dims();
+            let latents = sae.encode(h.reshape([b * t, d]));
+            rows[*layer] = entries_to_rows(chunk, t, latents.values, latents.indices)?;
+        }
+        Ok(rows)
+    }
+
+    /// Token ids of a batch of windows, right-padded to the longest: `[B, T]` and T.
+    fn window_batch(&self, chunk: &[Window]) -> (Tensor<2, Int>, usize) {
         let t = chunk.iter().map(|w| w.ids.len()).max().unwrap_or(0);
         // Right-padding is harmless: attention is causal, and padded positions are dropped.
         let mut ids = Vec::with_capacity(chunk.len() * t);
@@ -346,6 +463,17 @@ impl Recorder {
             ids.extend(std::iter::repeat_n(0i64, t - w.ids.len()));
         }
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), t]), &self.device);
+        (x, t)
+    }
+
+    /// The top-k (value, neuron) of every block output for a batch of windows, as rows per layer.
+    pub fn forward_topk(
+        &self,
+        model: &Gpt,
+        chunk: &[Window],
+        cfg: &GptConfig,
+    ) -> Result<Vec<Rows>> {
+        let (x, t) = self.window_batch(chunk);
         let out = model.forward_with(
             x,
             ForwardInput {
@@ -358,30 +486,13 @@ impl Recorder {
         for (layer, h) in out.hidden.into_iter().enumerate() {
             let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == model::TopKBy::Abs;
             let (values, idx) = model::top_entries(h, k, by_abs); // [B, T, k]
-            let values = values
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let idx = idx
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            let mut layer_rows = Vec::with_capacity(values.len());
-            for (b, w) in chunk.iter().enumerate() {
-                for p in 0..w.ids.len() {
-                    let base = (b * t + p) * k;
-                    for j in 0..k {
-                        layer_rows.push((
-                            idx[base + j] as u16,
-                            w.first + p as u32,
-                            values[base + j],
-                        ));
-                    }
-                }
-            }
-            rows.push(layer_rows);
+            let [b, t_, _] = values.dims();
+            rows.push(entries_to_rows(
+                chunk,
+                t,
+                values.reshape([b * t_, k]),
+                idx.reshape([b * t_, k]),
+            )?);
         }
         Ok(rows)
     }
@@ -417,6 +528,49 @@ impl Recorder {
     }
 }
 
+/// (neuron, token_index, value) rows from the `[B·T, k]` entries of a batch of windows padded to
+/// `t` positions (padding dropped).
+fn entries_to_rows(
+    chunk: &[Window],
+    t: usize,
+    values: Tensor<2>,
+    indices: Tensor<2, Int>,
+) -> Result<Rows> {
+    let k = values.dims()[1];
+    let values = values
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let idx = indices
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut rows = Vec::with_capacity(values.len());
+    for (b, w) in chunk.iter().enumerate() {
+        for p in 0..w.ids.len() {
+            let base = (b * t + p) * k;
+            for j in 0..k {
+                rows.push((idx[base + j] as u16, w.first + p as u32, values[base + j]));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Whose features a recording job writes.
+pub enum Features<'a> {
+    /// The model's own block outputs, every layer.
+    Blocks,
+    /// SAE latents of the block outputs at the SAE layers; `fingerprint` identifies the SAEs
+    /// (a partition made from other SAEs is re-recorded).
+    Sae {
+        saes: &'a [(usize, model::sae::Sae)],
+        fingerprint: String,
+    },
+}
+
 /// An `activations` batch from (neuron, token_index, value) rows, stored as f32 or f16.
 pub fn activation_batch(rows: &[(u16, u32, f32)], dense: bool, f16: bool) -> Result<RecordBatch> {
     let values: arrow::array::ArrayRef =
@@ -440,6 +594,22 @@ pub fn activation_batch(rows: &[(u16, u32, f32)], dense: bool, f16: bool) -> Res
 
 /// Promoted/suppressed tokens listed per neuron.
 const LOGIT_LENS_TOKENS: usize = 5;
+
+/// The tokens with the largest and the smallest logit-lens scores (one score per vocabulary
+/// entry), each list joined by " | "; ties by token id.
+pub fn logit_lens_tokens(scores: &[f32], tokenizer: &Tokenizer) -> (String, String) {
+    let vocab = scores.len().min(tokenizer.get_vocab_size(true));
+    let text = |id: usize| tokenizer.decode(&[id as u32], false).unwrap_or_default();
+    let mut order: Vec<usize> = (0..vocab).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let list = |ids: &mut dyn Iterator<Item = &usize>| {
+        ids.take(LOGIT_LENS_TOKENS)
+            .map(|&t| text(t))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    (list(&mut order.iter()), list(&mut order.iter().rev()))
+}
 
 /// What the weights say about each neuron of block `layer`'s output.
 ///
@@ -491,30 +661,16 @@ pub fn neuron_table(
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let vocab = unembed.1[1].min(tokenizer.get_vocab_size(true));
-    let text = |id: usize| tokenizer.decode(&[id as u32], false).unwrap_or_default();
+    let width = unembed.1[1];
     let (mut promoted, mut suppressed) = (Vec::with_capacity(d), Vec::with_capacity(d));
     for (i, g) in gamma.iter().enumerate().take(d) {
-        let row = &unembed.0[i * unembed.1[1]..i * unembed.1[1] + vocab];
-        let mut order: Vec<usize> = (0..vocab).collect();
-        order.sort_by(|&a, &b| (g * row[b]).total_cmp(&(g * row[a])).then(a.cmp(&b)));
-        promoted.push(
-            order
-                .iter()
-                .take(LOGIT_LENS_TOKENS)
-                .map(|&t| text(t))
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
-        suppressed.push(
-            order
-                .iter()
-                .rev()
-                .take(LOGIT_LENS_TOKENS)
-                .map(|&t| text(t))
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
+        let scores: Vec<f32> = unembed.0[i * width..(i + 1) * width]
+            .iter()
+            .map(|w| g * w)
+            .collect();
+        let (p, s) = logit_lens_tokens(&scores, tokenizer);
+        promoted.push(p);
+        suppressed.push(s);
     }
     Ok(RecordBatch::try_new(
         queries::schema::neurons_schema(),

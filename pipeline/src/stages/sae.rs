@@ -68,15 +68,24 @@ pub fn series(ctx: &Ctx, checkpoints: &[Checkpoint]) -> Vec<Series> {
     out
 }
 
-/// The SAEs of one series and checkpoint, by layer, from disk.
-pub fn load_saes(ctx: &Ctx, series: &str, step: usize, device: &Device) -> Result<Vec<(usize, Sae)>> {
+/// The SAEs of one series and checkpoint from disk: (layer, SAE, its fingerprint).
+pub fn load_saes(
+    ctx: &Ctx,
+    series: &str,
+    step: usize,
+    device: &Device,
+) -> Result<Vec<(usize, Sae, String)>> {
     sae_layers(ctx)
         .into_iter()
         .map(|layer| {
             let path = sae_path(ctx, series, step, layer);
-            let (sae, _) = load_sae(&path, device)
+            let (sae, meta) = load_sae(&path, device)
                 .with_context(|| format!("run `pipeline sae` to (re)train {}", path.display()))?;
-            Ok((layer, sae))
+            Ok((
+                layer,
+                sae,
+                meta.get("fingerprint").cloned().unwrap_or_default(),
+            ))
         })
         .collect()
 }
@@ -121,12 +130,26 @@ pub fn collect_hidden(
         block_size: cfg.block_size,
         batch_size: BATCH_SEQUENCES,
     };
-    anyhow::ensure!(batches.fits(), "the training split is shorter than one window");
+    anyhow::ensure!(
+        batches.fits(),
+        "the training split is shorter than one window"
+    );
     let per_batch = BATCH_SEQUENCES * cfg.block_size;
-    let mut out = vec![Vec::with_capacity(n_tokens.div_ceil(per_batch) * per_batch * cfg.d_model); layers.len()];
+    let mut out = vec![
+        Vec::with_capacity(n_tokens.div_ceil(per_batch) * per_batch * cfg.d_model);
+        layers.len()
+    ];
     for i in 0..n_tokens.div_ceil(per_batch) {
         let (x, _) = batches.random(seed, i, 0, device);
-        let hidden = model.forward_with(x, ForwardInput { capture_hidden: true, ..Default::default() }).hidden;
+        let hidden = model
+            .forward_with(
+                x,
+                ForwardInput {
+                    capture_hidden: true,
+                    ..Default::default()
+                },
+            )
+            .hidden;
         for (buf, &layer) in out.iter_mut().zip(layers) {
             buf.extend(floats(hidden[layer].clone())?);
         }
@@ -135,7 +158,10 @@ pub fn collect_hidden(
 }
 
 fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 /// Measures each SAE on `eval_tokens` validation tokens (consecutive windows).
@@ -147,24 +173,63 @@ pub fn evaluate(
     eval_tokens: usize,
     device: &Device,
 ) -> Result<Vec<Quality>> {
-    let batches = Batches { tokens: val, block_size: cfg.block_size, batch_size: BATCH_SEQUENCES };
-    anyhow::ensure!(batches.fits(), "the validation split is shorter than one window");
+    let batches = Batches {
+        tokens: val,
+        block_size: cfg.block_size,
+        batch_size: BATCH_SEQUENCES,
+    };
+    anyhow::ensure!(
+        batches.fits(),
+        "the validation split is shorter than one window"
+    );
     let n_batches = eval_tokens.div_ceil(BATCH_SEQUENCES * cfg.block_size);
     let d = cfg.d_model;
-    struct Acc { sse: f64, sum: Vec<f64>, sum_sq: f64, n: f64, nonzero: f64, fired: Vec<bool>, ce_sae: f64, ce_zero: f64 }
+    struct Acc {
+        sse: f64,
+        sum: Vec<f64>,
+        sum_sq: f64,
+        n: f64,
+        nonzero: f64,
+        fired: Vec<bool>,
+        ce_sae: f64,
+        ce_zero: f64,
+    }
     let mut acc: Vec<Acc> = saes
         .iter()
-        .map(|(_, s)| Acc { sse: 0.0, sum: vec![0.0; d], sum_sq: 0.0, n: 0.0, nonzero: 0.0, fired: vec![false; s.config().d_sae], ce_sae: 0.0, ce_zero: 0.0 })
+        .map(|(_, s)| Acc {
+            sse: 0.0,
+            sum: vec![0.0; d],
+            sum_sq: 0.0,
+            n: 0.0,
+            nonzero: 0.0,
+            fired: vec![false; s.config().d_sae],
+            ce_sae: 0.0,
+            ce_zero: 0.0,
+        })
         .collect();
     let mut ce_clean = 0.0;
     let zeros = |h: Tensor<3>| h.zeros_like();
     let ce = |x: Tensor<2, Int>, y: Tensor<2, Int>, substitution: Option<Substitution>| -> f64 {
-        let logits = model.forward_with(x, ForwardInput { substitution, ..Default::default() }).logits;
+        let logits = model
+            .forward_with(
+                x,
+                ForwardInput {
+                    substitution,
+                    ..Default::default()
+                },
+            )
+            .logits;
         cross_entropy(logits, y).into_scalar::<f32>() as f64
     };
     for i in 0..n_batches {
         let (x, y) = batches.sequential(i, device);
-        let out = model.forward_with(x.clone(), ForwardInput { capture_hidden: true, ..Default::default() });
+        let out = model.forward_with(
+            x.clone(),
+            ForwardInput {
+                capture_hidden: true,
+                ..Default::default()
+            },
+        );
         ce_clean += cross_entropy(out.logits, y.clone()).into_scalar::<f32>() as f64;
         for ((layer, sae), a) in saes.iter().zip(&mut acc) {
             let h = out.hidden[*layer].clone();
@@ -172,7 +237,10 @@ pub fn evaluate(
             let flat = h.reshape([b * t, d]);
             let latents = sae.encode(flat.clone());
             let recon = sae.reconstruct_scaled(&latents).div_scalar(sae.input_scale);
-            a.sse += (flat.clone() - recon).powi_scalar(2).sum().into_scalar::<f32>() as f64;
+            a.sse += (flat.clone() - recon)
+                .powi_scalar(2)
+                .sum()
+                .into_scalar::<f32>() as f64;
             let xs = floats(flat)?;
             for row in xs.chunks(d) {
                 for (s, v) in a.sum.iter_mut().zip(row) {
@@ -183,15 +251,34 @@ pub fn evaluate(
             a.n += (b * t) as f64;
             let values = floats(latents.values)?;
             a.nonzero += values.iter().filter(|v| **v != 0.0).count() as f64;
-            let idx = latents.indices.into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let idx = latents
+                .indices
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             for (j, v) in idx.iter().zip(&values) {
                 if *v != 0.0 {
                     a.fired[*j as usize] = true;
                 }
             }
             let reconstruct = |h: Tensor<3>| sae.reconstruct_hidden(h);
-            a.ce_sae += ce(x.clone(), y.clone(), Some(Substitution { layer: *layer, replace: &reconstruct }));
-            a.ce_zero += ce(x.clone(), y.clone(), Some(Substitution { layer: *layer, replace: &zeros }));
+            a.ce_sae += ce(
+                x.clone(),
+                y.clone(),
+                Some(Substitution {
+                    layer: *layer,
+                    replace: &reconstruct,
+                }),
+            );
+            a.ce_zero += ce(
+                x.clone(),
+                y.clone(),
+                Some(Substitution {
+                    layer: *layer,
+                    replace: &zeros,
+                }),
+            );
         }
     }
     let nb = n_batches as f64;
@@ -202,13 +289,54 @@ pub fn evaluate(
             Quality {
                 fvu: a.sse / (a.sum_sq - a.n * mean_sq).max(f64::MIN_POSITIVE),
                 l0: a.nonzero / a.n,
-                dead_fraction: a.fired.iter().filter(|f| !**f).count() as f64 / a.fired.len() as f64,
+                dead_fraction: a.fired.iter().filter(|f| !**f).count() as f64
+                    / a.fired.len() as f64,
                 ce_clean: ce_clean / nb,
                 ce_sae: a.ce_sae / nb,
                 ce_zero: a.ce_zero / nb,
             }
         })
         .collect())
+}
+
+/// The `neurons` rows of an SAE's latents: read vector = encoder column, write vector = decoder
+/// row (unit norm), promoted/suppressed tokens = logit lens of the decoder direction through
+/// the LM's final norm scale, `(W_dec[i] ⊙ γ) · W_U`. No `*_cos_prev`: a latent's index
+/// carries no identity from one checkpoint's SAE to the next.
+pub fn latent_table(lm: &Gpt, sae: &Sae, tokenizer: &tokenizers::Tokenizer) -> Result<RecordBatch> {
+    use arrow::array::UInt16Array;
+    let SaeConfig { d_in, d_sae, .. } = sae.config();
+    let gamma = lm.ln_f.gamma.val().reshape([1, d_in]);
+    let lens = (sae.w_dec.val() * gamma).matmul(lm.unembedding()); // [d_sae, V]
+    let vocab = lens.dims()[1];
+    let lens = floats(lens)?;
+    let enc = floats(sae.w_enc.val())?; // [d_in, d_sae]
+    let dec = floats(sae.w_dec.val())?; // [d_sae, d_in]
+    let read_norm = (0..d_sae).map(|i| {
+        (0..d_in)
+            .map(|r| enc[r * d_sae + i].powi(2))
+            .sum::<f32>()
+            .sqrt()
+    });
+    let write_norm = dec
+        .chunks(d_in)
+        .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt());
+    let (promoted, suppressed): (Vec<String>, Vec<String>) = lens
+        .chunks(vocab)
+        .map(|scores| super::record::logit_lens_tokens(scores, tokenizer))
+        .unzip();
+    Ok(RecordBatch::try_new(
+        queries::schema::neurons_schema(),
+        vec![
+            Arc::new(UInt16Array::from_iter_values((0..d_sae).map(|i| i as u16))),
+            Arc::new(Float32Array::from_iter_values(read_norm)),
+            Arc::new(Float32Array::from_iter_values(write_norm)),
+            Arc::new(StringArray::from(promoted)),
+            Arc::new(StringArray::from(suppressed)),
+            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
+            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
+        ],
+    )?)
 }
 
 /// One row of `sae/quality.parquet`.
@@ -345,14 +473,24 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
 }
 
 fn write_quality(path: &std::path::Path, rows: &[QualityRow], run_id: &str) -> Result<()> {
-    let f64s = |f: &dyn Fn(&QualityRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f)));
+    let f64s = |f: &dyn Fn(&QualityRow) -> f64| {
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+    };
     let batch = RecordBatch::try_new(
         queries::schema::sae_quality_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.model.as_str()))),
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.step as u32))),
-            Arc::new(arrow::array::UInt16Array::from_iter_values(rows.iter().map(|r| r.layer as u16))),
-            Arc::new(arrow::array::UInt64Array::from_iter_values(rows.iter().map(|r| r.seed))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.model.as_str()),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.step as u32),
+            )),
+            Arc::new(arrow::array::UInt16Array::from_iter_values(
+                rows.iter().map(|r| r.layer as u16),
+            )),
+            Arc::new(arrow::array::UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.seed),
+            )),
             f64s(&|r| r.quality.fvu),
             f64s(&|r| r.quality.l0),
             f64s(&|r| r.quality.dead_fraction),
@@ -360,10 +498,21 @@ fn write_quality(path: &std::path::Path, rows: &[QualityRow], run_id: &str) -> R
             f64s(&|r| r.quality.ce_sae),
             f64s(&|r| r.quality.ce_zero),
             f64s(&|r| r.quality.loss_recovered()),
-            Arc::new(Float64Array::from(rows.iter().map(|r| r.train_fvu).collect::<Vec<_>>())),
-            Arc::new(Float32Array::from(rows.iter().map(|r| r.tokens_per_second.map(|t| t as f32)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.train_fvu).collect::<Vec<_>>(),
+            )),
+            Arc::new(Float32Array::from(
+                rows.iter()
+                    .map(|r| r.tokens_per_second.map(|t| t as f32))
+                    .collect::<Vec<_>>(),
+            )),
         ],
     )?;
-    queries::parquet_io::write_parquet(path, queries::schema::sae_quality_schema(), &[batch], &[("run_id", run_id.to_owned())])?;
+    queries::parquet_io::write_parquet(
+        path,
+        queries::schema::sae_quality_schema(),
+        &[batch],
+        &[("run_id", run_id.to_owned())],
+    )?;
     Ok(())
 }

@@ -1,0 +1,356 @@
+//! Feature stability across checkpoints and seeds: for every pair of recordings to compare,
+//! the activation-cosine matrix of their features (one layer at a time), the optimal
+//! one-to-one matching (Hungarian algorithm) and, from it and `lineage`, the share of features
+//! that survive (`stability.sql`). Written to `analyze/matching.parquet` and
+//! `analyze/stability.parquet`.
+//!
+//! The similarity matrix is computed here rather than by a SQL self-join: the join makes k²
+//! rows per token (1024 at k = 32) for every pair, while a merge over token-sorted rows does
+//! the same sums in memory at a small fraction of the cost.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    BooleanArray, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+
+use crate::Result;
+use crate::matching::optimal_matching;
+use crate::session::{collect, column_f64, column_str, derived_path, register};
+use crate::sql::{AnalysisParams, render};
+
+/// Two recordings whose features are matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    pub model_prev: String,
+    pub step_prev: u32,
+    pub model: String,
+    pub step: u32,
+    /// `checkpoints` (consecutive steps of one model) or `seeds` (two SAEs of one checkpoint).
+    pub comparison: &'static str,
+}
+
+/// Every consecutive pair of checkpoints of every recorded model, plus, for each
+/// `(model, reseeded)` in `seed_pairs`, `reseeded`'s steps against the same steps of `model`.
+pub async fn pairs(ctx: &SessionContext, seed_pairs: &[(String, String)]) -> Result<Vec<Pair>> {
+    let rows = collect(ctx, include_str!("../sql/model_steps.sql")).await?;
+    let (models, steps) = (column_str(&rows, "model")?, column_f64(&rows, "step")?);
+    let mut by_model: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (m, s) in models.iter().zip(&steps) {
+        by_model.entry(m.clone()).or_default().push(*s as u32);
+    }
+    let mut out = Vec::new();
+    for (model, steps) in &by_model {
+        for w in steps.windows(2) {
+            out.push(Pair {
+                model_prev: model.clone(),
+                step_prev: w[0],
+                model: model.clone(),
+                step: w[1],
+                comparison: "checkpoints",
+            });
+        }
+    }
+    for (model, reseeded) in seed_pairs {
+        let (Some(a), Some(b)) = (by_model.get(model), by_model.get(reseeded)) else {
+            continue;
+        };
+        for step in b.iter().filter(|s| a.contains(s)) {
+            out.push(Pair {
+                model_prev: model.clone(),
+                step_prev: *step,
+                model: reseeded.clone(),
+                step: *step,
+                comparison: "seeds",
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One layer's recorded features: `(token, feature, value)` sorted by token.
+type Rows = Vec<(u32, usize, f64)>;
+
+async fn layer_rows(ctx: &SessionContext, model: &str, step: u32, layer: u16) -> Result<Rows> {
+    let sql = render(
+        include_str!("../sql/layer_activations.sql"),
+        &[
+            ("model", model.to_owned()),
+            ("step", step.to_string()),
+            ("layer", layer.to_string()),
+        ],
+    );
+    let batches = collect(ctx, &sql).await?;
+    let (t, n, v) = (
+        column_f64(&batches, "token_index")?,
+        column_f64(&batches, "neuron")?,
+        column_f64(&batches, "value")?,
+    );
+    Ok((0..t.len())
+        .map(|i| (t[i] as u32, n[i] as usize, v[i]))
+        .collect())
+}
+
+/// Cosine similarity of every feature of `a` with every feature of `b` over their activation
+/// vectors (0 where a feature is not recorded at a token), `n × n`.
+pub fn cosine_matrix(a: &Rows, b: &Rows, n: usize) -> Vec<Vec<f64>> {
+    let norms = |rows: &Rows| {
+        let mut sq = vec![0.0f64; n];
+        for &(_, f, v) in rows {
+            sq[f] += v * v;
+        }
+        sq.into_iter().map(f64::sqrt).collect::<Vec<_>>()
+    };
+    let (na, nb) = (norms(a), norms(b));
+    let mut dot = vec![vec![0.0f64; n]; n];
+    let (mut i, mut j) = (0, 0);
+    // Merge the two token-sorted lists, one token at a time.
+    while i < a.len() && j < b.len() {
+        let (ta, tb) = (a[i].0, b[j].0);
+        if ta < tb {
+            i += 1;
+        } else if tb < ta {
+            j += 1;
+        } else {
+            let i_end = i + a[i..].iter().take_while(|r| r.0 == ta).count();
+            let j_end = j + b[j..].iter().take_while(|r| r.0 == ta).count();
+            for &(_, fa, va) in &a[i..i_end] {
+                for &(_, fb, vb) in &b[j..j_end] {
+                    dot[fa][fb] += va * vb;
+                }
+            }
+            (i, j) = (i_end, j_end);
+        }
+    }
+    for (fa, row) in dot.iter_mut().enumerate() {
+        for (fb, d) in row.iter_mut().enumerate() {
+            let denom = na[fa] * nb[fb];
+            *d = if denom > 0.0 { *d / denom } else { 0.0 };
+        }
+    }
+    dot
+}
+
+/// One matched pair of features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureMatch {
+    pub prev: usize,
+    pub next: usize,
+    pub cosine: f64,
+    /// The earlier feature was active at some token.
+    pub alive_prev: bool,
+}
+
+/// The optimal one-to-one matching of the `n` features of `a` to those of `b`. Only features
+/// alive in either recording enter the Hungarian algorithm (O(m³) in their number m); the rest
+/// are paired by index with cosine 0.
+pub fn match_features(a: &Rows, b: &Rows, n: usize) -> Vec<FeatureMatch> {
+    let alive = |rows: &Rows| {
+        let mut on = vec![false; n];
+        rows.iter().for_each(|r| on[r.1] = true);
+        on
+    };
+    let (alive_a, alive_b) = (alive(a), alive(b));
+    let cos = cosine_matrix(a, b, n);
+    // Features alive in either: a square sub-problem over the larger of the two lists.
+    let list = |on: &[bool], other: &[bool]| -> Vec<usize> {
+        let mut ids: Vec<usize> = (0..n).filter(|&f| on[f]).collect();
+        let want = on
+            .iter()
+            .filter(|x| **x)
+            .count()
+            .max(other.iter().filter(|x| **x).count());
+        ids.extend((0..n).filter(|&f| !on[f]).take(want - ids.len()));
+        ids
+    };
+    let (ids_a, ids_b) = (list(&alive_a, &alive_b), list(&alive_b, &alive_a));
+    let sub: Vec<Vec<f64>> = ids_a
+        .iter()
+        .map(|&fa| ids_b.iter().map(|&fb| cos[fa][fb]).collect())
+        .collect();
+    let mut taken_b = vec![false; n];
+    let mut out: Vec<FeatureMatch> = optimal_matching(&sub)
+        .into_iter()
+        .map(|m| {
+            let (prev, next) = (ids_a[m.a], ids_b[m.b]);
+            taken_b[next] = true;
+            FeatureMatch {
+                prev,
+                next,
+                cosine: m.score,
+                alive_prev: alive_a[prev],
+            }
+        })
+        .collect();
+    // The features outside the sub-problem (dead in both), paired in index order.
+    let mut rest_b = (0..n).filter(|&f| !taken_b[f]);
+    let taken_a: Vec<bool> = {
+        let mut t = vec![false; n];
+        out.iter().for_each(|m| t[m.prev] = true);
+        t
+    };
+    for prev in (0..n).filter(|&f| !taken_a[f]) {
+        if let Some(next) = rest_b.next() {
+            out.push(FeatureMatch {
+                prev,
+                next,
+                cosine: cos[prev][next],
+                alive_prev: alive_a[prev],
+            });
+        }
+    }
+    out.sort_by_key(|m| m.prev);
+    out
+}
+
+fn matching_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("model_prev", DataType::Utf8, false),
+        Field::new("comparison", DataType::Utf8, false),
+        Field::new("layer", DataType::UInt16, false),
+        Field::new("step_prev", DataType::UInt32, false),
+        Field::new("step", DataType::UInt32, false),
+        Field::new("neuron_prev", DataType::UInt16, false),
+        Field::new("neuron", DataType::UInt16, false),
+        Field::new("cosine", DataType::Float64, false),
+        Field::new("same_index", DataType::Boolean, false),
+        Field::new("alive_prev", DataType::Boolean, false),
+    ]))
+}
+
+/// Writes `matching` (every pair, every layer both recordings share) and then `stability`
+/// (`stability.sql` over `matching` and `lineage`), registering both. `on_pair` is called as
+/// each pair starts. Returns the row counts.
+pub async fn write_stability(
+    ctx: &SessionContext,
+    run_dir: &Path,
+    params: &AnalysisParams,
+    seed_pairs: &[(String, String)],
+    metadata: &[(&str, String)],
+    on_pair: &mut dyn FnMut(&Pair, usize, usize),
+) -> Result<(usize, usize)> {
+    let sizes = collect(ctx, include_str!("../sql/feature_counts.sql")).await?;
+    let (sm, ss, sl, sn) = (
+        column_str(&sizes, "model")?,
+        column_f64(&sizes, "step")?,
+        column_f64(&sizes, "layer")?,
+        column_f64(&sizes, "n_features")?,
+    );
+    let size: BTreeMap<(String, u32, u16), usize> = (0..sm.len())
+        .map(|i| ((sm[i].clone(), ss[i] as u32, sl[i] as u16), sn[i] as usize))
+        .collect();
+    let all = pairs(ctx, seed_pairs).await?;
+    let mut batches = Vec::new();
+    for (i, pair) in all.iter().enumerate() {
+        on_pair(pair, i, all.len());
+        let layers: Vec<(u16, usize)> = size
+            .iter()
+            .filter(|((m, s, _), _)| *m == pair.model && *s == pair.step)
+            .filter_map(|((_, _, l), n)| {
+                size.get(&(pair.model_prev.clone(), pair.step_prev, *l))
+                    .map(|np| (*l, (*n).max(*np)))
+            })
+            .collect();
+        for (layer, n) in layers {
+            let a = layer_rows(ctx, &pair.model_prev, pair.step_prev, layer).await?;
+            let b = layer_rows(ctx, &pair.model, pair.step, layer).await?;
+            let matches = match_features(&a, &b, n);
+            let len = matches.len();
+            batches.push(RecordBatch::try_new(
+                matching_schema(),
+                vec![
+                    Arc::new(StringArray::from(vec![pair.model.as_str(); len])),
+                    Arc::new(StringArray::from(vec![pair.model_prev.as_str(); len])),
+                    Arc::new(StringArray::from(vec![pair.comparison; len])),
+                    Arc::new(UInt16Array::from(vec![layer; len])),
+                    Arc::new(UInt32Array::from(vec![pair.step_prev; len])),
+                    Arc::new(UInt32Array::from(vec![pair.step; len])),
+                    Arc::new(UInt16Array::from_iter_values(
+                        matches.iter().map(|m| m.prev as u16),
+                    )),
+                    Arc::new(UInt16Array::from_iter_values(
+                        matches.iter().map(|m| m.next as u16),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(
+                        matches.iter().map(|m| m.cosine),
+                    )),
+                    Arc::new(BooleanArray::from_iter(
+                        matches.iter().map(|m| Some(m.prev == m.next)),
+                    )),
+                    Arc::new(BooleanArray::from_iter(
+                        matches.iter().map(|m| Some(m.alive_prev)),
+                    )),
+                ],
+            )?);
+        }
+    }
+    let path = derived_path(run_dir, "matching");
+    let matched = crate::parquet_io::write_parquet(&path, matching_schema(), &batches, metadata)?;
+    ctx.deregister_table("matching")?;
+    register(ctx, "matching", &path, false).await?;
+
+    let path = derived_path(run_dir, "stability");
+    let sql = params.render(include_str!("../sql/stability.sql"));
+    let rows = crate::analysis::write_sliced(ctx, &[sql], &path, metadata).await?;
+    ctx.deregister_table("stability")?;
+    register(ctx, "stability", &path, false).await?;
+    Ok((matched, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_matrix_equals_dense_vectors() {
+        // Two features over 3 tokens; b is a with the features swapped and token 2 changed.
+        let a: Rows = vec![(0, 0, 1.0), (0, 1, 2.0), (1, 0, 3.0), (2, 1, 1.0)];
+        let b: Rows = vec![(0, 1, 1.0), (0, 0, 2.0), (1, 1, 3.0), (2, 0, 4.0)];
+        let m = cosine_matrix(&a, &b, 2);
+        // Dense: a0 = [1,3,0], a1 = [2,0,1]; b0 = [2,0,4], b1 = [1,3,0].
+        let cos = |x: [f64; 3], y: [f64; 3]| {
+            let d: f64 = x.iter().zip(&y).map(|(p, q)| p * q).sum();
+            d / (x.iter().map(|v| v * v).sum::<f64>().sqrt()
+                * y.iter().map(|v| v * v).sum::<f64>().sqrt())
+        };
+        let (a0, a1, b0, b1) = (
+            [1.0, 3.0, 0.0],
+            [2.0, 0.0, 1.0],
+            [2.0, 0.0, 4.0],
+            [1.0, 3.0, 0.0],
+        );
+        for (got, want) in [
+            (m[0][0], cos(a0, b0)),
+            (m[0][1], cos(a0, b1)),
+            (m[1][0], cos(a1, b0)),
+            (m[1][1], cos(a1, b1)),
+        ] {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // The matching recovers the swap: a0 ↔ b1 exactly.
+        let matches = match_features(&a, &b, 2);
+        assert_eq!((matches[0].prev, matches[0].next), (0, 1));
+        assert!((matches[0].cosine - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dead_features_are_paired_outside_the_hungarian_problem() {
+        // 5 features; only 0 and 3 alive in a, only 2 alive in b.
+        let a: Rows = vec![(0, 0, 1.0), (1, 3, 1.0)];
+        let b: Rows = vec![(1, 2, 5.0)];
+        let m = match_features(&a, &b, 5);
+        assert_eq!(m.len(), 5, "every feature of a paired once");
+        let mut nexts: Vec<usize> = m.iter().map(|x| x.next).collect();
+        nexts.sort();
+        assert_eq!(nexts, vec![0, 1, 2, 3, 4], "one-to-one");
+        let three = m.iter().find(|x| x.prev == 3).unwrap();
+        assert_eq!(three.next, 2);
+        assert!((three.cosine - 1.0).abs() < 1e-12);
+        assert_eq!(m.iter().filter(|x| x.alive_prev).count(), 2);
+    }
+}
