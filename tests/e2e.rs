@@ -25,6 +25,12 @@ const TINY: &[&str] = &[
     "data.eval_tokens=512",
     "data.val_fraction=0.2",
     "report.neurons_per_layer=3",
+    "sae.steps=20",
+    "sae.batch_size=64",
+    "sae.train_tokens=512",
+    "sae.eval_tokens=256",
+    "sae.aux_k=8",
+    "sae.dead_after_tokens=512",
 ];
 
 fn pipeline(run_dir: &Path, corpus: &Path, args: &[&str]) -> Output {
@@ -80,6 +86,11 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
         "record/neurons/model=dense/step=0/layer=2/part-0000.parquet",
         "analyze/semantic_entropy.parquet",
         "analyze/lineage.parquet",
+        "analyze/stability.parquet",
+        "sae/quality.parquet",
+        "sae/dense-sae/step-0000020/layer-1.safetensors",
+        "sae/dense-sae-seed2/step-0000020/layer-0.safetensors",
+        "record/activations/model=dense-sae/step=20/layer=1/part-0000.parquet",
         "report/index.html",
         "report/figures/loss.png",
     ] {
@@ -106,6 +117,26 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
         let n: usize = line.rsplit(',').next().unwrap().parse().unwrap();
         assert_eq!(n, 4 * n_tokens, "{line}");
     }
+    // SAE latents are their own models, at the TopK layers only (layers 0 and 1 of 3).
+    assert!(per_token.contains("dense-sae,0,") && per_token.contains("dense-sae-seed2,1,"));
+    assert!(!per_token.contains("dense-sae,2,"), "{per_token}");
+    // Stability compares TopK neurons by index and by matching, SAE latents across checkpoints
+    // and across seeds; every share is a fraction.
+    let methods = sql(
+        "SELECT DISTINCT model, comparison, method FROM stability WHERE share_stable BETWEEN 0 AND 1 ORDER BY 1, 2, 3",
+    );
+    for row in [
+        "dense-sae,checkpoints,matched",
+        "dense-sae-seed2,seeds,matched",
+        "topk,checkpoints,index",
+        "topk,checkpoints,matched",
+    ] {
+        assert!(methods.contains(row), "{row} missing from\n{methods}");
+    }
+    // SAE quality: one row per SAE, L0 = k.
+    let quality = sql("SELECT COUNT(*) AS n, MIN(l0) AS lo, MAX(l0) AS hi FROM sae_quality");
+    // 7 checkpoints × 2 layers, and the last checkpoint again with the second seed.
+    assert_eq!(quality.lines().nth(1).unwrap(), "16,4.0,4.0", "{quality}");
     // Checkpoints: log-spaced then every 10 steps.
     let steps = sql("SELECT DISTINCT step FROM metrics WHERE model = 'topk' ORDER BY step");
     assert_eq!(
@@ -164,7 +195,7 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     assert!(again.status.success(), "{}", stderr(&again));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
-    for stage in ["prepare", "train", "record", "analyze", "report"] {
+    for stage in ["prepare", "train", "sae", "record", "analyze", "report"] {
         assert_eq!(manifest["stages"][stage]["status"], "done", "{stage}");
     }
     let after =

@@ -227,7 +227,7 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
     );
 
     // The optimal matching between the two checkpoints recovers the swap of neurons 0 and 1.
-    queries::analysis::write_matching(&ctx, run, 3, &[])
+    queries::stability::write_stability(&ctx, run, &params, &[], &[], &mut |_, _, _| {})
         .await
         .unwrap();
     let b = collect(
@@ -239,6 +239,22 @@ async fn entropies_frequencies_and_lineage_match_hand_computation() {
     assert_eq!(column_f64(&b, "neuron").unwrap(), vec![1.0, 0.0, 2.0]);
     let cos = column_f64(&b, "cosine").unwrap();
     assert!((cos[0] - 1.0).abs() < 1e-6 && (cos[1] - 1.0).abs() < 1e-6);
+
+    // Stability: of the 2 neurons alive at step 0, none keeps its index (cosine 0 by index),
+    // both survive under the matching (cosine 1 ≥ 0.7).
+    let b = collect(
+        &ctx,
+        "SELECT method, n_alive, n_stable, share_stable FROM stability ORDER BY method",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows_of(&b, &["method", "n_alive", "n_stable", "share_stable"]),
+        vec![
+            vec!["index", "2", "0", "0.0"],
+            vec!["matched", "2", "2", "1.0"]
+        ]
+    );
 
     // Top contexts at the last step: neuron 1's strongest token is token 2 (value 2).
     let b = collect(&ctx, "SELECT token_index, left_context, token_text FROM top_contexts WHERE neuron = 1 AND rank = 1").await.unwrap();

@@ -62,6 +62,8 @@ pub struct Report {
     pub title: String,
     pub summary: Vec<(String, String)>,
     pub models: Table,
+    /// Feature stability, TopK-LM neurons against SAE latents (empty: no SAE baseline).
+    pub stability: Table,
     pub figures: Vec<FigureRef>,
     /// Parts that could not be drawn, said in place instead of failing the report.
     pub notices: Vec<String>,
@@ -254,6 +256,11 @@ impl Report {
         if !self.models.rows.is_empty() {
             s.push_str("<h2>Models</h2>");
             s.push_str(&table_html(&self.models, false));
+        }
+        if !self.stability.rows.is_empty() {
+            s.push_str("<h2>Stability: TopK-LM neurons and post-hoc SAE latents</h2>");
+            s.push_str("<p>Share of the features alive at the earlier checkpoint (or in the first SAE) whose one-to-one match keeps an activation cosine at or above the threshold; mean over layers and over the checkpoint pairs of the second half of training.</p>");
+            s.push_str(&table_html(&self.stability, false));
         }
         s.push_str("<h2>Figures</h2>");
         for f in &self.figures {

@@ -899,6 +899,116 @@ mod tests {
     }
 
     #[test]
+    fn sae_latents_round_trip_through_safetensors_and_the_activations_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = checkpoint(tmp.path());
+        let device = Device::flex();
+        let model = load_weights(&tiny(), &cp.dir, &device).unwrap();
+        // An SAE on layer 1 of this model, trained briefly on its own hidden states, then
+        // saved and loaded back.
+        let ids: Vec<i64> = (0..64).map(|i| ((i * 7 + 1) % 40) as i64).collect();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [4, 16]), &device);
+        let fwd = |x| {
+            model
+                .forward_with(
+                    x,
+                    ForwardInput {
+                        capture_hidden: true,
+                        ..Default::default()
+                    },
+                )
+                .hidden
+        };
+        let hidden = fwd(x)[1]
+            .clone()
+            .reshape([64, 32])
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let shape = model::sae::SaeConfig {
+            d_in: 32,
+            d_sae: 64,
+            k: 4,
+        };
+        let training = model::sae::SaeTrainingConfig {
+            steps: 10,
+            batch_size: 16,
+            lr: 1e-2,
+            warmup_steps: 2,
+            aux_k: 4,
+            aux_coef: 0.03,
+            dead_after_tokens: 64,
+            seed: 1,
+        };
+        let trained =
+            model::sae::train_sae(&shape, &training, &hidden, &device, &mut |_| {}).unwrap();
+        let path = tmp.path().join("layer-1.safetensors");
+        model::sae::save_sae(&trained.sae, &path, &[]).unwrap();
+        let (sae, _) = model::sae::load_sae(&path, &device).unwrap();
+
+        let out = tmp.path().join("record");
+        let saes = vec![(1usize, sae.clone())];
+        let features = Features::Sae {
+            saes: &saes,
+            fingerprint: "f".into(),
+        };
+        let mut stats = RecordStats::default();
+        recorder(&out, ROWS_PER_FILE)
+            .record_features(
+                "m",
+                &tiny(),
+                &cp,
+                None,
+                &features,
+                &tokens(100),
+                &tokenizer(),
+                &mut stats,
+            )
+            .unwrap();
+        assert_eq!(stats.partitions_written, 1, "the SAE's layer only");
+        assert!(!out.join("activations/model=m/step=7/layer=0").exists());
+        let rows = read_partition(&out, 1);
+        assert_eq!(rows.len(), 4 * 100, "k latents per token");
+
+        // The first window (tokens 0..16 of document 0) encoded directly.
+        let ids: Vec<i64> = (0..16).map(|i| ((i * 7 + 1) % 40) as i64).collect();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 16]), &device);
+        let z = trained.sae.encode(fwd(x)[1].clone().reshape([16, 32]));
+        let values = z.values.into_data().try_into_vec::<f32>().unwrap();
+        let idx = z
+            .indices
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap();
+        for token in [0u32, 7, 15] {
+            let mut table: Vec<(u16, f32)> = rows
+                .iter()
+                .filter(|r| r.1 == token)
+                .map(|r| (r.0, r.2))
+                .collect();
+            let mut direct: Vec<(u16, f32)> = (0..4)
+                .map(|j| {
+                    (
+                        idx[token as usize * 4 + j] as u16,
+                        values[token as usize * 4 + j],
+                    )
+                })
+                .collect();
+            table.sort_by_key(|r| r.0);
+            direct.sort_by_key(|r| r.0);
+            assert_eq!(table, direct, "token {token}");
+        }
+        // The neurons rows describe the 64 latents, with unit-norm write (decoder) vectors.
+        let latents = crate::stages::sae::latent_table(&model, &sae, &tokenizer()).unwrap();
+        assert_eq!(latents.num_rows(), 64);
+        let write = latents
+            .column(2)
+            .as_primitive::<arrow::datatypes::Float32Type>();
+        assert!((0..64).all(|i| (write.value(i) - 1.0).abs() < 1e-4));
+    }
+
+    #[test]
     fn rerun_after_a_crash_keeps_complete_partitions_and_rewrites_the_rest() {
         let tmp = tempfile::tempdir().unwrap();
         let cp = checkpoint(tmp.path());

@@ -399,11 +399,56 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
             add(stem, title, caption, chart.write(&fig_dir.join(stem))?);
         }
     }
+    // Stability of TopK-LM neurons against post-hoc SAE latents.
+    if let Some(b) = fetch(
+        s,
+        q::STABILITY_OVER_TRAINING,
+        "Feature stability",
+        &mut notices,
+    )
+    .await
+    {
+        let (m, comparison, method, step, share) = (
+            column_str(&b, "model")?,
+            column_str(&b, "comparison")?,
+            column_str(&b, "method")?,
+            column_f64(&b, "step")?,
+            column_f64(&b, "share_stable")?,
+        );
+        let keys: Vec<String> = (0..m.len())
+            .map(|i| match comparison[i].as_str() {
+                "seeds" => format!("{} vs other seed", m[i]),
+                _ => format!("{} ({})", m[i], method[i]),
+            })
+            .collect();
+        let chart = LineChart {
+            title: "Features surviving from one checkpoint to the next".into(),
+            x_label: "step + 1".into(),
+            y_label: "share with a match at cosine ≥ threshold".into(),
+            log_x: true,
+            series: lines(
+                &keys,
+                &step.iter().map(|s| s + 1.0).collect::<Vec<_>>(),
+                &share,
+            ),
+        };
+        add(
+            "stability",
+            "Stability: TopK LM against SAE",
+            "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index and by optimal matching; SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; and two SAEs of the last checkpoint trained with different seeds.",
+            chart.write(&fig_dir.join("stability"))?,
+        );
+    }
+    let stability = match collect(s, q::STABILITY_SUMMARY).await {
+        Ok(b) => stability_table(&b)?,
+        Err(_) => Table::default(),
+    };
     let (neurons, pages) = neuron_section(ctx, s, &mut notices).await?;
     Ok(Report {
         title: format!("TopK LM report: {}", ctx.cfg.run.name),
         summary: summary(ctx),
         models: models_table(ctx),
+        stability,
         figures,
         notices,
         neurons,
@@ -463,6 +508,44 @@ fn summary(ctx: &Ctx) -> Vec<(String, String)> {
         out.push((format!("time: {stage}"), format!("{:.1} s", rec.seconds)));
     }
     out
+}
+
+fn stability_table(b: &Batches) -> Result<Table> {
+    let (m, comparison, method) = (
+        column_str(b, "model")?,
+        column_str(b, "comparison")?,
+        column_str(b, "method")?,
+    );
+    let (share, cosine, n) = (
+        column_f64(b, "share_stable")?,
+        column_f64(b, "mean_cosine")?,
+        column_f64(b, "n_pairs")?,
+    );
+    Ok(Table {
+        headers: [
+            "features",
+            "compared across",
+            "matched by",
+            "surviving share",
+            "mean cosine",
+            "pairs × layers",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: (0..m.len())
+            .map(|i| {
+                vec![
+                    m[i].clone(),
+                    comparison[i].clone(),
+                    method[i].clone(),
+                    format!("{:.1}%", 100.0 * share[i]),
+                    format!("{:.3}", cosine[i]),
+                    format!("{}", n[i]),
+                ]
+            })
+            .collect(),
+        links: vec![None; m.len()],
+    })
 }
 
 fn models_table(ctx: &Ctx) -> Table {
