@@ -150,6 +150,22 @@ impl Gpt {
         GptOutput { logits, hidden }
     }
 
+    /// Every block's output (after TopK), without interventions: what recording, evaluation and
+    /// SAE training read.
+    ///
+    /// # Shapes
+    /// - tokens: `[B, T]` → `n_layers` × `[B, T, d_model]`
+    pub fn block_outputs(&self, tokens: Tensor<2, Int>) -> Vec<Tensor<3>> {
+        self.forward_with(
+            tokens,
+            ForwardInput {
+                capture_hidden: true,
+                ..Default::default()
+            },
+        )
+        .hidden
+    }
+
     /// Mean next-token cross-entropy (nats).
     ///
     /// # Shapes

@@ -16,7 +16,6 @@ use arrow::array::{
 use arrow::datatypes::UInt32Type;
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use model::ForwardInput;
 use model::checkpoint::{Checkpoint, load_weights, read_card};
 use model::{Gpt, GptConfig};
 use queries::parquet_io::{AtomicParquet, read_metadata, read_parquet, write_parquet};
@@ -129,10 +128,11 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         let mut sae_series = Vec::new();
         if ctx.cfg.sae.enabled {
             let base = models.iter().find(|(n, _)| *n == ctx.cfg.sae.model).map(|(_, c)| c.as_slice()).unwrap_or_default();
+            let device = model::device(&ctx.cfg.run.backend)?;
             for s in super::sae::series(ctx, base) {
                 let mut saes = Vec::new();
                 for cp in &s.checkpoints {
-                    saes.push((cp.clone(), super::sae::load_saes(ctx, &s.name, cp.meta.step, &model::device(&ctx.cfg.run.backend)?)?));
+                    saes.push((cp.clone(), super::sae::load_saes(ctx, &s.name, cp.meta.step, &device)?));
                 }
                 sae_series.push((s.name, saes));
             }
@@ -151,7 +151,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         let base_card = read_card(&ctx.path(&format!("train/{}", ctx.cfg.sae.model))).ok();
         for (series, saes) in &sae_series {
             let cfg = base_card.as_ref().context("the SAE base model has no config.json")?.model.clone();
-            jobs.extend(saes.iter().map(|(cp, layers)| (series.as_str(), cfg.clone(), cp, None, Some(layers.as_slice()))));
+            jobs.extend(saes.iter().map(|(cp, set)| (series.as_str(), cfg.clone(), cp, None, Some(set))));
         }
         if !ctx.cfg.sae.enabled {
             // No SAE rows when SAEs are off: drop partitions an earlier run of this stage made.
@@ -165,15 +165,13 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             }
         }
         let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
-        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>, Option<&'a [(usize, model::sae::Sae, String)]>);
+        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>, Option<&'a super::sae::SaeSet>);
         let record_one = |(name, cfg, cp, prev, saes): &Job| -> Result<RecordStats> {
             let mut stats = RecordStats::default();
             match saes {
                 None => recorder.record_checkpoint(name, cfg, cp, *prev, &tokens, &tokenizer, &mut stats)?,
-                Some(layers) => {
-                    let fingerprint = crate::manifest::hash_value(&layers.iter().map(|(l, _, f)| (l, f)).collect::<Vec<_>>());
-                    let saes: Vec<(usize, model::sae::Sae)> = layers.iter().map(|(l, s, _)| (*l, s.clone())).collect();
-                    let features = Features::Sae { saes: &saes, fingerprint };
+                Some(set) => {
+                    let features = Features::Sae { saes: &set.saes, fingerprint: set.fingerprint.clone() };
                     recorder.record_features(name, cfg, cp, None, &features, &tokens, &tokenizer, &mut stats)?
                 }
             }
@@ -434,15 +432,7 @@ impl Recorder {
         saes: &[(usize, model::sae::Sae)],
     ) -> Result<Vec<Rows>> {
         let (x, t) = self.window_batch(chunk);
-        let hidden = model
-            .forward_with(
-                x,
-                ForwardInput {
-                    capture_hidden: true,
-                    ..Default::default()
-                },
-            )
-            .hidden;
+        let hidden = model.block_outputs(x);
         let mut rows = vec![Rows::new(); cfg.n_layers];
         for (layer, sae) in saes {
             let h = hidden[*layer].clone();
@@ -474,16 +464,10 @@ impl Recorder {
         cfg: &GptConfig,
     ) -> Result<Vec<Rows>> {
         let (x, t) = self.window_batch(chunk);
-        let out = model.forward_with(
-            x,
-            ForwardInput {
-                capture_hidden: true,
-                ..Default::default()
-            },
-        );
+        let hidden = model.block_outputs(x);
         let k = self.k.min(cfg.d_model);
-        let mut rows = Vec::with_capacity(out.hidden.len());
-        for (layer, h) in out.hidden.into_iter().enumerate() {
+        let mut rows = Vec::with_capacity(hidden.len());
+        for (layer, h) in hidden.into_iter().enumerate() {
             let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == model::TopKBy::Abs;
             let (values, idx) = model::top_entries(h, k, by_abs); // [B, T, k]
             let [b, t_, _] = values.dims();
@@ -853,15 +837,7 @@ mod tests {
         let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
         let ids: Vec<i64> = (0..16).map(|i| ((i * 7 + 1) % 40) as i64).collect();
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, 16]), &Device::flex());
-        let hidden = model
-            .forward_with(
-                x,
-                ForwardInput {
-                    capture_hidden: true,
-                    ..Default::default()
-                },
-            )
-            .hidden;
+        let hidden = model.block_outputs(x);
         for (layer, hidden) in hidden.iter().enumerate() {
             let rows = read_partition(&out, layer);
             assert_eq!(rows.len(), 4 * 100, "layer {layer}");
@@ -908,17 +884,7 @@ mod tests {
         // saved and loaded back.
         let ids: Vec<i64> = (0..64).map(|i| ((i * 7 + 1) % 40) as i64).collect();
         let x = Tensor::<2, Int>::from_data(TensorData::new(ids, [4, 16]), &device);
-        let fwd = |x| {
-            model
-                .forward_with(
-                    x,
-                    ForwardInput {
-                        capture_hidden: true,
-                        ..Default::default()
-                    },
-                )
-                .hidden
-        };
+        let fwd = |x| model.block_outputs(x);
         let hidden = fwd(x)[1]
             .clone()
             .reshape([64, 32])

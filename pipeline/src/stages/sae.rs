@@ -68,26 +68,29 @@ pub fn series(ctx: &Ctx, checkpoints: &[Checkpoint]) -> Vec<Series> {
     out
 }
 
-/// The SAEs of one series and checkpoint from disk: (layer, SAE, its fingerprint).
-pub fn load_saes(
-    ctx: &Ctx,
-    series: &str,
-    step: usize,
-    device: &Device,
-) -> Result<Vec<(usize, Sae, String)>> {
-    sae_layers(ctx)
-        .into_iter()
-        .map(|layer| {
-            let path = sae_path(ctx, series, step, layer);
-            let (sae, meta) = load_sae(&path, device)
-                .with_context(|| format!("run `pipeline sae` to (re)train {}", path.display()))?;
-            Ok((
-                layer,
-                sae,
-                meta.get("fingerprint").cloned().unwrap_or_default(),
-            ))
-        })
-        .collect()
+/// The SAEs of one series and checkpoint, by layer.
+#[derive(Debug, Clone)]
+pub struct SaeSet {
+    pub saes: Vec<(usize, Sae)>,
+    /// Hash of the SAE files' own fingerprints: a partition recorded from other SAEs is stale.
+    pub fingerprint: String,
+}
+
+/// The SAEs of one series and checkpoint from disk.
+pub fn load_saes(ctx: &Ctx, series: &str, step: usize, device: &Device) -> Result<SaeSet> {
+    let mut saes = Vec::new();
+    let mut fingerprints = Vec::new();
+    for layer in sae_layers(ctx) {
+        let path = sae_path(ctx, series, step, layer);
+        let (sae, meta) = load_sae(&path, device)
+            .with_context(|| format!("run `pipeline sae` to (re)train {}", path.display()))?;
+        fingerprints.push((layer, meta.get("fingerprint").cloned().unwrap_or_default()));
+        saes.push((layer, sae));
+    }
+    Ok(SaeSet {
+        saes,
+        fingerprint: hash_value(&fingerprints),
+    })
 }
 
 /// Quality of one SAE on the validation tokens.
@@ -141,15 +144,7 @@ pub fn collect_hidden(
     ];
     for i in 0..n_tokens.div_ceil(per_batch) {
         let (x, _) = batches.random(seed, i, 0, device);
-        let hidden = model
-            .forward_with(
-                x,
-                ForwardInput {
-                    capture_hidden: true,
-                    ..Default::default()
-                },
-            )
-            .hidden;
+        let hidden = model.block_outputs(x);
         for (buf, &layer) in out.iter_mut().zip(layers) {
             buf.extend(floats(hidden[layer].clone())?);
         }
