@@ -65,6 +65,15 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A loopback port nothing listens on (bound, then freed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn fixture() -> PathBuf {
     repo().join("tests/fixtures/corpus.txt")
 }
@@ -186,6 +195,46 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     let o = pipeline(tmp.path(), &fixture(), &["sql", "SELECT * FROM nope"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("activations"), "{}", stderr(&o));
+
+    // The same query on a local Ballista cluster (two executors) gives the same rows.
+    let port = free_port();
+    let url = format!("df://127.0.0.1:{port}");
+    let mut cluster = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(repo())
+        .args(["cluster", "start", "--executors", "2", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(cluster.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains(&url), "{first}");
+    let q = "SELECT model, layer, COUNT(*) AS n, SUM(value) > 0 AS positive FROM activations \
+             GROUP BY model, layer ORDER BY model, layer";
+    let local = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
+    let distributed = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["sql", q, "--format", "csv", "--engine", "ballista", "--scheduler", &url],
+    );
+    cluster.kill().unwrap();
+    cluster.wait().unwrap();
+    assert!(distributed.status.success(), "{}", stderr(&distributed));
+    assert_eq!(
+        String::from_utf8_lossy(&local.stdout),
+        String::from_utf8_lossy(&distributed.stdout)
+    );
+    // Once it is gone, the error names the scheduler and the command fails.
+    let o = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["sql", "SELECT 1", "--engine", "ballista", "--scheduler", &url],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains(&url), "{}", stderr(&o));
 
     // Unchanged inputs: every stage is skipped.
     let before =

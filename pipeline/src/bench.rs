@@ -257,159 +257,124 @@ fn peak_rss_mib() -> Option<f64> {
 
 /// Generates a run with `rows` activation rows (2 models × checkpoints × 4 layers × tokens × k,
 /// neurons drawn from a skewed distribution so entropies are not trivial) and times each
-/// derived table under a memory limit, so queries must spill rather than fail.
+/// derived table under a memory limit, so queries must spill rather than fail. With
+/// `--engine ballista`, the same tables are then computed on local clusters of 1 and 2
+/// executors, and the ratio to in-process DataFusion printed.
 fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
-    use arrow::array::{
-        BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
-    };
-    use std::sync::Arc;
+    use queries::engine::Engine;
+    use queries::synthetic::{LakeSpec, write_lake};
 
-    let (k, d, layers, steps, models) = (32usize, 256usize, 4usize, 8usize, ["topk", "dense"]);
-    let tokens = (rows / (k * layers * steps * models.len())).max(1);
+    let spec = LakeSpec::with_rows(rows);
     let dir = tempfile::tempdir()?;
     let run = dir.path();
     println!(
-        "analyze bench: {} activation rows = 2 models × {steps} checkpoints × {layers} layers × {tokens} tokens × k = {k}; memory limit {} MiB",
-        2 * steps * layers * tokens * k,
+        "analyze bench: {} activation rows = 2 models × {} checkpoints × {} layers × {} tokens × k = {}; memory limit {} MiB",
+        2 * spec.steps * spec.layers * spec.tokens() * spec.k,
+        spec.steps,
+        spec.layers,
+        spec.tokens(),
+        spec.k,
         memory_limit >> 20
     );
-
-    // tokens: a Zipf-like vocabulary of 4096 ids and 40 concepts.
-    let mut rng = SplitMix64::new(11, 0);
-    let ids: Vec<u32> = (0..tokens)
-        .map(|_| (rng.below(64) * rng.below(64)) as u32)
-        .collect();
-    let concept: Vec<Option<u16>> = ids
-        .iter()
-        .map(|&t| (t % 5 != 0).then_some((t % 40) as u16 + 1))
-        .collect();
-    let names: Vec<Option<String>> = concept
-        .iter()
-        .map(|c| c.map(|c| format!("concept.{c}")))
-        .collect();
-    let tokens_batch = RecordBatch::try_new(
-        queries::schema::tokens_schema(),
-        vec![
-            Arc::new(UInt32Array::from_iter_values(0..tokens as u32)),
-            Arc::new(UInt32Array::from_iter_values(
-                (0..tokens as u32).map(|i| i / 64),
-            )),
-            Arc::new(UInt32Array::from_iter_values(
-                (0..tokens as u32).map(|i| i % 64),
-            )),
-            Arc::new(UInt32Array::from(ids.clone())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("t{i}")),
-            )),
-            Arc::new(UInt32Array::from_iter_values(0..tokens as u32)),
-            Arc::new(StringArray::from(names.clone())),
-            Arc::new(StringArray::from(names)),
-            Arc::new(UInt16Array::from(concept)),
-        ],
-    )?;
-    queries::parquet_io::write_parquet(
-        &run.join("prepare/tokens.parquet"),
-        queries::schema::tokens_schema(),
-        &[tokens_batch],
-        &[],
-    )?;
-
     let started = Instant::now();
-    let chunk = 1 << 20;
-    for model in models {
-        for s in 0..steps {
-            for layer in 0..layers {
-                let part = run.join(format!(
-                    "record/activations/model={model}/step={s}/layer={layer}/part-0000.parquet"
-                ));
-                let mut file = queries::parquet_io::AtomicParquet::create(
-                    &part,
-                    queries::schema::activations_schema(),
-                    &[],
-                )?;
-                let mut rows: Vec<(u16, u32, f32)> = Vec::with_capacity(tokens * k);
-                for t in 0..tokens as u32 {
-                    // Each token prefers neurons tied to its id, so neurons specialise.
-                    let base = ids[t as usize] as usize;
-                    for j in 0..k {
-                        let n = if j < k / 2 {
-                            (base * 7 + j) % d
-                        } else {
-                            rng.below(d)
-                        };
-                        rows.push((n as u16, t, 1.0 + (rng.below(1000) as f32) / 500.0));
-                    }
-                }
-                rows.sort_unstable_by_key(|r| (r.0, r.1));
-                rows.dedup_by_key(|r| (r.0, r.1));
-                for c in rows.chunks(chunk) {
-                    file.write(&RecordBatch::try_new(
-                        queries::schema::activations_schema(),
-                        vec![
-                            Arc::new(UInt32Array::from_iter_values(c.iter().map(|r| r.1))),
-                            Arc::new(UInt16Array::from_iter_values(c.iter().map(|r| r.0))),
-                            Arc::new(Float32Array::from_iter_values(c.iter().map(|r| r.2))),
-                            Arc::new(BooleanArray::from(vec![model == "dense"; c.len()])),
-                        ],
-                    )?)?;
-                }
-                file.finish()?;
-                let neurons = RecordBatch::try_new(
-                    queries::schema::neurons_schema(),
-                    vec![
-                        Arc::new(UInt16Array::from_iter_values(0..d as u16)),
-                        Arc::new(Float32Array::from(vec![1.0; d])),
-                        Arc::new(Float32Array::from(vec![1.0; d])),
-                        Arc::new(StringArray::from(vec![""; d])),
-                        Arc::new(StringArray::from(vec![""; d])),
-                        Arc::new(Float32Array::from(vec![None; d])),
-                        Arc::new(Float32Array::from(vec![None; d])),
-                    ],
-                )?;
-                let npath = run.join(format!(
-                    "record/neurons/model={model}/step={s}/layer={layer}/part-0000.parquet"
-                ));
-                queries::parquet_io::write_parquet(
-                    &npath,
-                    queries::schema::neurons_schema(),
-                    &[neurons],
-                    &[],
-                )?;
-            }
-        }
-    }
+    write_lake(run, &spec)?;
     println!("  generated in {:.1} s", started.elapsed().as_secs_f64());
 
     let rt = crate::stages::analyze::runtime()?;
     let params = ctx.cfg.analyze.clone();
-    rt.block_on(async {
-        let session = queries::session::open_run(
-            run,
-            &queries::session::SessionOptions {
-                memory_limit: Some(memory_limit),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let n_rows: f64 = queries::session::column_f64(
-            &queries::session::collect(&session, "SELECT COUNT(*) AS n FROM activations").await?,
-            "n",
-        )?[0];
-        let outputs =
-            queries::analysis::run_analysis(&session, run, &params, &[], &mut |_| {}).await?;
-        for o in &outputs {
-            println!(
-                "  {:<17} {:>9} rows out  {:>7.1} s  {:>12.0} input rows/s",
-                o.name,
-                o.rows,
-                o.seconds,
-                n_rows / o.seconds
-            );
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
+    let analyse = |engine: Engine| {
+        rt.block_on(async {
+            let session = queries::session::open_run(
+                run,
+                &queries::session::SessionOptions {
+                    memory_limit: Some(memory_limit),
+                    engine,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let n_rows: f64 = queries::session::column_f64(
+                &queries::session::collect(&session, "SELECT COUNT(*) AS n FROM activations")
+                    .await?,
+                "n",
+            )?[0];
+            let outputs =
+                queries::analysis::run_analysis(&session, run, &params, &[], &mut |_| {}).await?;
+            Ok::<_, anyhow::Error>((n_rows, outputs))
+        })
+    };
+    let (n_rows, local) = analyse(Engine::DataFusion)?;
+    println!("  DataFusion in this process:");
+    for o in &local {
+        println!(
+            "  {:<17} {:>9} rows out  {:>7.1} s  {:>12.0} input rows/s",
+            o.name,
+            o.rows,
+            o.seconds,
+            n_rows / o.seconds
+        );
+    }
+    let local_total: f64 = local.iter().map(|o| o.seconds).sum();
+    println!("  {:<17} {:>9}           {local_total:>7.1} s", "all", "");
+    if ctx.cfg.engine.kind == "ballista" {
+        bench_ballista(&rt, &analyse, &local, local_total)?;
+    }
     if let Some(peak) = peak_rss_mib() {
         println!("  peak resident memory of the process: {peak:.0} MiB");
     }
     Ok(())
+}
+
+/// The analysis on local Ballista clusters of 1 and 2 executors (each with the machine's
+/// cores as task slots), table by table against the in-process times.
+#[cfg(feature = "ballista")]
+fn bench_ballista(
+    rt: &tokio::runtime::Runtime,
+    analyse: &dyn Fn(
+        queries::engine::Engine,
+    ) -> Result<(f64, Vec<queries::analysis::DerivedOutput>)>,
+    local: &[queries::analysis::DerivedOutput],
+    local_total: f64,
+) -> Result<()> {
+    use queries::cluster::{ClusterOptions, start_local};
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for executors in [1, 2] {
+        let cluster = rt.block_on(start_local(&ClusterOptions {
+            executors,
+            scheduler_port: 0,
+            task_slots: cores,
+        }))?;
+        let (_, outputs) = analyse(queries::engine::Engine::Ballista {
+            scheduler: cluster.url(),
+            force_remote_read: false,
+        })?;
+        println!("  Ballista, {executors} local executor(s) of {cores} task slots:");
+        for (o, l) in outputs.iter().zip(local) {
+            println!(
+                "  {:<17} {:>9} rows out  {:>7.1} s  {:>5.2}× DataFusion's time",
+                o.name,
+                o.rows,
+                o.seconds,
+                o.seconds / l.seconds
+            );
+        }
+        let total: f64 = outputs.iter().map(|o| o.seconds).sum();
+        println!(
+            "  {:<17} {:>9}           {total:>7.1} s  {:>5.2}×",
+            "all",
+            "",
+            total / local_total
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "ballista"))]
+fn bench_ballista(
+    _: &tokio::runtime::Runtime,
+    _: &dyn Fn(queries::engine::Engine) -> Result<(f64, Vec<queries::analysis::DerivedOutput>)>,
+    _: &[queries::analysis::DerivedOutput],
+    _: f64,
+) -> Result<()> {
+    Err(queries::Error::EngineNotBuilt.into())
 }

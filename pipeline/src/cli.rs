@@ -40,6 +40,13 @@ pub struct GlobalArgs {
     /// Log JSON lines to stderr (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Query engine of `analyze`, `sql` and `bench analyze`: datafusion (in this process, the
+    /// default) or ballista (a cluster; see `pipeline cluster start`). Sets engine.kind.
+    #[arg(long, global = true, value_parser = ["datafusion", "ballista"])]
+    pub engine: Option<String>,
+    /// Ballista scheduler, df://HOST:PORT (default df://127.0.0.1:50050). Sets engine.scheduler.
+    #[arg(long, global = true, value_name = "URL")]
+    pub scheduler: Option<String>,
     /// More logging (-v: info, -vv: debug).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -74,6 +81,11 @@ pub enum Command {
     Steer(SteerArgs),
     /// Query the run's tables with SQL (no query: an interactive prompt).
     Sql(SqlArgs),
+    /// A Ballista cluster for `--engine ballista`.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Show or write the configuration.
     Config {
         #[command(subcommand)]
@@ -190,6 +202,21 @@ pub enum ConfigAction {
     },
 }
 
+/// `pipeline cluster` actions.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Start a scheduler and executors in this process, on loopback, until Ctrl-C. Then, from
+    /// another terminal: `pipeline analyze --engine ballista`.
+    Start {
+        /// Executors (default: cluster.executors).
+        #[arg(long)]
+        executors: Option<usize>,
+        /// Scheduler port on 127.0.0.1 (default: cluster.scheduler_port).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
 /// `pipeline bench` targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchTarget {
@@ -197,7 +224,8 @@ pub enum BenchTarget {
     Train,
     /// Recording tokens/s, write overhead and bytes on disk per token.
     Record,
-    /// Rows/s of each derived table on a generated activation table.
+    /// Rows/s of each derived table on a generated activation table (with `--engine ballista`:
+    /// also on local clusters of 1 and 2 executors, side by side).
     Analyze,
     /// SAE training tokens/s on hidden states of the last dense checkpoint.
     Sae,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use model::train::TrainingConfig;
 use model::{GptConfig, Preset};
+use queries::engine::Engine;
 use queries::sql::AnalysisParams;
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +179,37 @@ pub struct ReportSection {
     pub neurons_per_layer: usize,
 }
 
+/// Which engine runs the SQL of `analyze` and `pipeline sql`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// `datafusion` (in this process) or `ballista` (a cluster).
+    pub kind: String,
+    /// The Ballista scheduler, `df://host:port`.
+    pub scheduler: String,
+}
+
+impl EngineSection {
+    /// The engine, with the scheduler URL checked.
+    pub fn engine(&self) -> Result<Engine> {
+        let engine = Engine::parse(&self.kind, &self.scheduler)
+            .map_err(|e| anyhow::anyhow!("`engine.kind`: {e}"))?;
+        if engine.is_distributed() {
+            queries::engine::scheduler_address(&self.scheduler).context("`engine.scheduler`")?;
+        }
+        Ok(engine)
+    }
+}
+
+/// `pipeline cluster start`: a local Ballista cluster on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub executors: usize,
+    pub scheduler_port: u16,
+    pub task_slots: usize,
+}
+
 /// Everything a run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +226,8 @@ pub struct PipelineConfig {
     pub steer: SteerSection,
     pub sae: SaeSection,
     pub report: ReportSection,
+    pub engine: EngineSection,
+    pub cluster: ClusterSection,
 }
 
 /// A data path as configured; a relative `data/...` path that does not exist from the working
@@ -259,6 +293,15 @@ impl PipelineConfig {
             report: ReportSection {
                 neurons_per_layer: 12,
             },
+            engine: EngineSection {
+                kind: "datafusion".into(),
+                scheduler: "df://127.0.0.1:50050".into(),
+            },
+            cluster: ClusterSection {
+                executors: 2,
+                scheduler_port: 50050,
+                task_slots: 2,
+            },
         }
     }
 
@@ -301,6 +344,10 @@ impl PipelineConfig {
         self.model.validate().context("in [model]")?;
         self.train.validate().context("in [train]")?;
         self.analyze.validate().map_err(anyhow::Error::msg)?;
+        self.engine.engine()?;
+        if self.cluster.executors == 0 || self.cluster.task_slots == 0 {
+            bail!("`cluster.executors` and `cluster.task_slots` must be at least 1");
+        }
         if !(0.0 < self.data.val_fraction && self.data.val_fraction < 1.0) {
             bail!(
                 "`data.val_fraction` = {}: must be between 0 and 1 (exclusive)",
@@ -636,6 +683,26 @@ const KEY_DOCS: &[(&str, &str)] = &[
     (
         "report.neurons_per_layer",
         "concept-specific neurons listed per model and layer",
+    ),
+    (
+        "engine.kind",
+        "who runs the SQL of analyze and `pipeline sql`: \"datafusion\" (this process) or \"ballista\" (a cluster; tables must sit on a path every node reads)",
+    ),
+    (
+        "engine.scheduler",
+        "Ballista scheduler, df://host:port (`pipeline cluster start` starts one here)",
+    ),
+    (
+        "cluster.executors",
+        "executors `pipeline cluster start` runs in its process",
+    ),
+    (
+        "cluster.scheduler_port",
+        "port of its scheduler on 127.0.0.1 (executors take free ports)",
+    ),
+    (
+        "cluster.task_slots",
+        "tasks each local executor runs at once",
     ),
 ];
 

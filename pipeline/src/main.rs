@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod cluster;
 mod config;
 mod corpus;
 mod lexicon;
@@ -15,7 +16,7 @@ mod ui;
 use anyhow::{Result, bail};
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigAction};
+use cli::{Cli, ClusterAction, Command, ConfigAction};
 use config::PipelineConfig;
 use stages::{Ctx, STAGES};
 use ui::Ui;
@@ -35,7 +36,16 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
-    let cfg = PipelineConfig::load(g.config.as_deref(), &g.sets)?;
+    // --engine and --scheduler are shorthands for --set engine.*; explicit --set wins.
+    let mut sets: Vec<String> = [
+        ("engine.kind", &g.engine),
+        ("engine.scheduler", &g.scheduler),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}=\"{v}\"")))
+    .collect();
+    sets.extend(g.sets.iter().cloned());
+    let cfg = PipelineConfig::load(g.config.as_deref(), &sets)?;
     let ui = Ui {
         quiet: g.quiet,
         json: g.json,
@@ -76,6 +86,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => steer::run_generate(&ctx, &args),
         Command::Steer(args) if args.eval => run_stage(&ctx, "steer"),
         Command::Steer(args) => steer::run_steer(&ctx, &args),
+        Command::Cluster {
+            action: ClusterAction::Start { executors, port },
+        } => cluster::start(&ctx, executors, port),
         Command::Config {
             action: ConfigAction::Show,
         } => {

@@ -16,6 +16,7 @@ pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
         &ctx.run_dir,
         &SessionOptions {
             memory_limit: Some(MEMORY_LIMIT),
+            engine: ctx.cfg.engine.engine()?,
             ..Default::default()
         },
     ))?;

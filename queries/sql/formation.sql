@@ -13,7 +13,8 @@ final AS (
     JOIN last l ON s.model = l.model AND s.step = l.step
 ),
 good AS (
-    SELECT s.model, s.layer, s.neuron, s.step,
+    SELECT s.model, s.layer, s.neuron, s.step, f.top_concept,
+           f.entropy_norm AS final_entropy_norm,
            (s.entropy_norm < {{formation_entropy}} AND NOT s.low_count
             AND s.top_concept_id = f.top_concept_id) AS ok
     FROM semantic_entropy s
@@ -23,15 +24,14 @@ last_bad AS (
     SELECT model, layer, neuron, MAX(CASE WHEN ok THEN NULL ELSE step END) AS step
     FROM good
     GROUP BY model, layer, neuron
-),
-first_ok AS (
-    SELECT g.model, g.layer, g.neuron, MIN(g.step) AS formation_step
-    FROM good g
-    JOIN last_bad b ON b.model = g.model AND b.layer = g.layer AND b.neuron = g.neuron
-    WHERE g.ok AND (b.step IS NULL OR g.step > b.step)
-    GROUP BY g.model, g.layer, g.neuron
 )
-SELECT f.model, f.layer, f.neuron, f.top_concept AS concept, o.formation_step,
-       f.entropy_norm AS final_entropy_norm
-FROM final f
-LEFT JOIN first_ok o ON o.model = f.model AND o.layer = f.layer AND o.neuron = f.neuron
+-- Every neuron of the last step has rows in `good` (its own last step among them), so one
+-- aggregate gives each its formation step, NULL if it never formed. (A LEFT JOIN of `final`
+-- with the formed neurons is the plainer form, but it hangs on Ballista 55.)
+SELECT g.model, g.layer, g.neuron, g.top_concept AS concept,
+       MIN(CASE WHEN g.ok AND (b.step IS NULL OR g.step > b.step) THEN g.step END)
+           AS formation_step,
+       g.final_entropy_norm
+FROM good g
+JOIN last_bad b ON b.model = g.model AND b.layer = g.layer AND b.neuron = g.neuron
+GROUP BY g.model, g.layer, g.neuron, g.top_concept, g.final_entropy_norm

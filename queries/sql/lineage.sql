@@ -19,10 +19,14 @@ stats AS (
 steps AS (
     SELECT DISTINCT model, step FROM stats
 ),
+-- The previous checkpoint of each step (NULL for the first). A self-join rather than LAG():
+-- Ballista 55 fails a window over a partition column the slice filter made constant
+-- ("Expects PARTITION BY expression to be ordered"), and steps are few.
 pairs AS (
-    SELECT model, step,
-           LAG(step) OVER (PARTITION BY model ORDER BY step) AS step_prev
-    FROM steps
+    SELECT s.model, s.step, MAX(p.step) AS step_prev
+    FROM steps s
+    LEFT JOIN steps p ON p.model = s.model AND p.step < s.step
+    GROUP BY s.model, s.step
 ),
 norms AS (
     SELECT model, step, layer, neuron, SQRT(SUM(value * value)) AS norm, COUNT(*) AS n

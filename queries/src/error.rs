@@ -22,6 +22,22 @@ pub enum Error {
     /// A table the query needs is not in the run directory.
     #[error("table `{table}` not found; tables in this run: {available}")]
     MissingTable { table: String, available: String },
+    /// `engine.scheduler` is not a `df://host:port` URL.
+    #[error("scheduler URL `{url}`: {why}")]
+    SchedulerUrl { url: String, why: String },
+    /// Nothing answers at the scheduler's address.
+    #[error(
+        "cannot reach the Ballista scheduler at {url}: {why}\n(start one with `pipeline cluster start`, or set engine.scheduler / --scheduler to a running scheduler)"
+    )]
+    SchedulerUnreachable { url: String, why: String },
+    /// `--engine ballista` in a build without the `ballista` feature.
+    #[error(
+        "this build has no Ballista engine; rebuild with the `ballista` feature (on by default) or use --engine datafusion"
+    )]
+    EngineNotBuilt,
+    /// The local cluster could not start.
+    #[error("local Ballista cluster: {0}")]
+    Cluster(String),
 }
 
 /// Result alias for this crate.

@@ -2,6 +2,9 @@
 //! the DataFusion session that registers them.
 
 pub mod analysis;
+#[cfg(feature = "ballista")]
+pub mod cluster;
+pub mod engine;
 mod error;
 pub mod matching;
 pub mod parquet_io;
@@ -9,5 +12,6 @@ pub mod schema;
 pub mod session;
 pub mod sql;
 pub mod stability;
+pub mod synthetic;
 
 pub use error::{Error, Result};

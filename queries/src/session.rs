@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
+use crate::engine::Engine;
 use crate::schema::partition_columns;
 use crate::{Error, Result};
 
@@ -30,6 +31,8 @@ pub struct SessionOptions {
     pub memory_limit: Option<usize>,
     /// Partitions to run a query in (default: the number of cores).
     pub target_partitions: Option<usize>,
+    /// In-process DataFusion, or a Ballista cluster.
+    pub engine: Engine,
 }
 
 /// A session with every table that exists in `run_dir` registered, plus views:
@@ -44,7 +47,7 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
     if let Some(limit) = options.memory_limit {
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
-    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    let ctx = crate::engine::context(&options.engine, config, runtime.build_arc()?).await?;
     for (table, rel, partitioned) in TABLE_PATHS {
         let path = run_dir.join(rel);
         if has_parquet(&path) {
@@ -70,13 +73,15 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
     Ok(ctx)
 }
 
-/// Registers one Parquet file or Hive-partitioned folder.
+/// Registers one Parquet file or Hive-partitioned folder, by absolute path: on a cluster the
+/// plan travels to executors whose working directory is not ours.
 pub async fn register(
     ctx: &SessionContext,
     table: &str,
     path: &Path,
     partitioned: bool,
 ) -> Result<()> {
+    let path = std::path::absolute(path).map_err(Error::io(path))?;
     let mut url = path.to_string_lossy().to_string();
     if path.is_dir() && !url.ends_with('/') {
         url.push('/');

@@ -45,12 +45,14 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             } else {
                 vec![]
             };
+            let engine = ctx.cfg.engine.engine()?;
             let bar = ctx.ui.bar(n, "analyze", "tables");
             let outputs = runtime()?.block_on(async {
                 let ctx_df = open_run(
                     &run_dir,
                     &SessionOptions {
                         memory_limit: Some(MEMORY_LIMIT),
+                        engine: engine.clone(),
                         ..Default::default()
                     },
                 )

@@ -1,0 +1,41 @@
+//! `pipeline cluster start`: a local Ballista cluster (one scheduler, N executors) in this
+//! process, for trying `--engine ballista` on one machine.
+
+use anyhow::Result;
+
+use crate::stages::Ctx;
+
+#[cfg(feature = "ballista")]
+pub fn start(ctx: &Ctx, executors: Option<usize>, port: Option<u16>) -> Result<()> {
+    use queries::cluster::{ClusterOptions, start_local};
+
+    let options = ClusterOptions {
+        executors: executors.unwrap_or(ctx.cfg.cluster.executors).max(1),
+        scheduler_port: port.unwrap_or(ctx.cfg.cluster.scheduler_port),
+        task_slots: ctx.cfg.cluster.task_slots,
+    };
+    let rt = crate::stages::analyze::runtime()?;
+    rt.block_on(async {
+        let cluster = start_local(&options).await?;
+        let url = cluster.url();
+        println!(
+            "Ballista scheduler at {url} with {} executor(s) of {} task slot(s), on loopback only.",
+            cluster.executors, options.task_slots
+        );
+        println!("From another terminal, in this directory:");
+        println!("  pipeline analyze --engine ballista --scheduler {url}");
+        println!("  pipeline sql --engine ballista --scheduler {url} \"SELECT COUNT(*) FROM activations\"");
+        println!(
+            "Other machines cannot reach a loopback cluster: for several machines run the stock \
+             ballista-scheduler and ballista-executor binaries (see the README's Ballista section)."
+        );
+        println!("Stop with Ctrl-C.");
+        tokio::signal::ctrl_c().await?;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+#[cfg(not(feature = "ballista"))]
+pub fn start(_: &Ctx, _: Option<usize>, _: Option<u16>) -> Result<()> {
+    Err(queries::Error::EngineNotBuilt.into())
+}
