@@ -201,7 +201,14 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     let url = format!("df://127.0.0.1:{port}");
     let mut cluster = Command::new(env!("CARGO_BIN_EXE_pipeline"))
         .current_dir(repo())
-        .args(["cluster", "start", "--executors", "2", "--port", &port.to_string()])
+        .args([
+            "cluster",
+            "start",
+            "--executors",
+            "2",
+            "--port",
+            &port.to_string(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -218,7 +225,16 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     let distributed = pipeline(
         tmp.path(),
         &fixture(),
-        &["sql", q, "--format", "csv", "--engine", "ballista", "--scheduler", &url],
+        &[
+            "sql",
+            q,
+            "--format",
+            "csv",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            &url,
+        ],
     );
     cluster.kill().unwrap();
     cluster.wait().unwrap();
@@ -231,7 +247,14 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     let o = pipeline(
         tmp.path(),
         &fixture(),
-        &["sql", "SELECT 1", "--engine", "ballista", "--scheduler", &url],
+        &[
+            "sql",
+            "SELECT 1",
+            "--engine",
+            "ballista",
+            "--scheduler",
+            &url,
+        ],
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains(&url), "{}", stderr(&o));

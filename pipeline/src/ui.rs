@@ -43,7 +43,8 @@ impl Ui {
 pub fn init_logging(verbose: u8, json: bool, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (_, 0) => "warn",
+        // Ballista reports shuffle spills as warnings; they are expected on large tables.
+        (_, 0) => "warn,ballista_executor=error,ballista_core=error,ballista_scheduler=error",
         (_, 1) => "info",
         _ => "debug",
     };
