@@ -212,12 +212,10 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Keep reading end open while the cluster runs: it prints more lines after the first.
+    let mut banner = std::io::BufReader::new(cluster.stdout.take().unwrap());
     let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(cluster.stdout.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut banner, &mut first).unwrap();
     assert!(first.contains(&url), "{first}");
     let q = "SELECT model, layer, COUNT(*) AS n, SUM(value) > 0 AS positive FROM activations \
              GROUP BY model, layer ORDER BY model, layer";
@@ -238,6 +236,7 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     );
     cluster.kill().unwrap();
     cluster.wait().unwrap();
+    drop(banner);
     assert!(distributed.status.success(), "{}", stderr(&distributed));
     assert_eq!(
         String::from_utf8_lossy(&local.stdout),
