@@ -18,18 +18,18 @@ pub fn start(ctx: &Ctx, executors: Option<usize>, port: Option<u16>) -> Result<(
     rt.block_on(async {
         let cluster = start_local(&options).await?;
         let url = cluster.url();
-        println!(
-            "Ballista scheduler at {url} with {} executor(s) of {} task slot(s), on loopback only.",
+        let banner = format!(
+            "Ballista scheduler at {url} with {} executor(s) of {} task slot(s), on loopback only.\n\
+             From another terminal, in this directory:\n\
+             \x20 pipeline analyze --engine ballista --scheduler {url}\n\
+             \x20 pipeline sql --engine ballista --scheduler {url} \"SELECT COUNT(*) FROM activations\"\n\
+             Other machines cannot reach a loopback cluster: for several machines run the stock \
+             ballista-scheduler and ballista-executor binaries (see the README's Ballista section).\n\
+             Stop with Ctrl-C.\n",
             cluster.executors, options.task_slots
         );
-        println!("From another terminal, in this directory:");
-        println!("  pipeline analyze --engine ballista --scheduler {url}");
-        println!("  pipeline sql --engine ballista --scheduler {url} \"SELECT COUNT(*) FROM activations\"");
-        println!(
-            "Other machines cannot reach a loopback cluster: for several machines run the stock \
-             ballista-scheduler and ballista-executor binaries (see the README's Ballista section)."
-        );
-        println!("Stop with Ctrl-C.");
+        // A reader that went away (a closed pipe) must not stop the cluster.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
         tokio::signal::ctrl_c().await?;
         Ok::<_, anyhow::Error>(())
     })
