@@ -38,16 +38,6 @@ pub struct ClusterOptions {
     pub task_slots: usize,
 }
 
-impl Default for ClusterOptions {
-    fn default() -> Self {
-        Self {
-            executors: 2,
-            scheduler_port: 50050,
-            task_slots: 2,
-        }
-    }
-}
-
 /// A running local cluster; it lives as long as the tokio runtime that started it.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
