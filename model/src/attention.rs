@@ -3,7 +3,7 @@ use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::mlp::linear;
+use crate::mlp::{linear, per_token};
 
 /// Keys and values of earlier positions, so generation computes each position once.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +57,7 @@ impl CausalSelfAttention {
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
         let (nh, hs) = (self.n_heads, c / self.n_heads);
-        let qkv = self.c_attn.forward(x); // [B, T, 3C]
+        let qkv = per_token(&self.c_attn, x); // [B, T, 3C]
         let heads = |i: usize| {
             qkv.clone()
                 .narrow(2, i * c, c)
@@ -90,6 +90,6 @@ impl CausalSelfAttention {
         };
         let y = attention(q, k, v, None, None, options); // [B, nh, T, hs]
         let y = y.swap_dims(1, 2).reshape([b, t, c]);
-        self.c_proj.forward(y)
+        per_token(&self.c_proj, y)
     }
 }

@@ -11,7 +11,7 @@ pub use crate::attention::KvCache;
 use crate::block::Block;
 use crate::config::{GptConfig, Positional};
 use crate::intervention::Intervention;
-use crate::mlp::{INIT_STD, linear};
+use crate::mlp::{INIT_STD, linear, per_token};
 
 /// A GPT-style TopK language model.
 #[derive(Module, Debug)]
@@ -144,8 +144,14 @@ impl Gpt {
         }
         let x = self.ln_f.forward(x);
         let logits = match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(self.wte.weight.val().transpose().unsqueeze::<3>()),
+            Some(head) => per_token(head, x),
+            None => {
+                let [b, t, c] = x.dims();
+                let logits = x
+                    .reshape([b * t, c])
+                    .matmul(self.wte.weight.val().transpose());
+                logits.reshape([b, t, self.wte.weight.dims()[0]])
+            }
         };
         GptOutput { logits, hidden }
     }

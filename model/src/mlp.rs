@@ -13,6 +13,18 @@ pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
         .init(device)
 }
 
+/// `linear` applied to every token at once, as one `[B·T, d_in]` matrix product.
+///
+/// burn keeps `[B, T, d_in]` inputs as a batched product when T is a multiple of its tile size
+/// (a GPU choice); on the CPU one tall product is faster, and its weight gradient needs no
+/// reduction over the batch.
+pub(crate) fn per_token(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, t, d_in] = x.dims();
+    let y = linear.forward(x.reshape([b * t, d_in]));
+    let d_out = y.dims()[1];
+    y.reshape([b, t, d_out])
+}
+
 /// Position-wise feed-forward network: `c_proj(GELU(c_fc(x)))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -31,8 +43,9 @@ impl Mlp {
     /// # Shapes
     /// - x: `[B, T, d_model]` → `[B, T, d_model]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.c_fc.forward(x);
+        let [b, t, d_model] = x.dims();
+        let x = self.c_fc.forward(x.reshape([b * t, d_model]));
         let x = burn::tensor::activation::gelu(x);
-        self.c_proj.forward(x)
+        self.c_proj.forward(x).reshape([b, t, d_model])
     }
 }

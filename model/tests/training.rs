@@ -1,7 +1,10 @@
 //! Training, checkpoints and resume on a tiny model.
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
 use model::checkpoint::{list_checkpoints, load_weights};
-use model::train::{TrainingConfig, train};
+use model::train::{Batches, SplitMix64, TrainingConfig, shard_gradients, train};
 use model::{Device, GptConfig};
 
 fn tiny() -> GptConfig {
@@ -194,5 +197,84 @@ fn checkpoints_round_trip_and_bad_files_are_named() {
     assert!(
         err.contains("config.json") && err.contains("different"),
         "{err}"
+    );
+}
+
+/// Compares every parameter's gradient in two gradient sets.
+struct GradientGap<'a> {
+    whole: &'a GradientsParams,
+    sharded: &'a GradientsParams,
+    entries: usize,
+    /// Largest |whole - sharded| and largest |whole| over all entries.
+    max_gap: f32,
+    max_value: f32,
+}
+
+impl ModuleVisitor for GradientGap<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let values = |grads: &GradientsParams| {
+            grads
+                .get::<D>(param.id)
+                .expect("every parameter has a gradient")
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (values(self.whole), values(self.sharded));
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            self.max_gap = self.max_gap.max((x - y).abs());
+            self.max_value = self.max_value.max(x.abs());
+        }
+        self.entries += a.len();
+    }
+}
+
+#[test]
+fn sharded_gradients_sum_to_the_whole_batch_gradient() {
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let model = tiny().init(&device);
+    let data: Vec<u32> = {
+        let mut rng = SplitMix64::new(5, 0);
+        (0..500).map(|_| rng.below(16) as u32).collect()
+    };
+    let batches = Batches {
+        tokens: &data,
+        block_size: 8,
+        batch_size: 8,
+    };
+    let (x, y) = batches.random(1, 0, 0, &device);
+    let sum = |shards: usize| {
+        let mut acc = GradientsAccumulator::new();
+        let mut loss = 0.0;
+        for shard in shard_gradients(&model, x.clone(), y.clone(), shards, shards as f32) {
+            loss += shard.loss;
+            acc.accumulate(&model, shard.grads);
+        }
+        (loss, acc.grads())
+    };
+    let (whole_loss, whole) = sum(1);
+    let (sharded_loss, sharded) = sum(4);
+    // The mean of four equal shards' means is the batch mean.
+    assert!(
+        (whole_loss - sharded_loss).abs() < 1e-5,
+        "{whole_loss} vs {sharded_loss}"
+    );
+    let mut gap = GradientGap {
+        whole: &whole,
+        sharded: &sharded,
+        entries: 0,
+        max_gap: 0.0,
+        max_value: 0.0,
+    };
+    model.visit(&mut gap);
+    assert_eq!(gap.entries, model.num_params());
+    assert!(gap.max_value > 1e-3, "gradients are not trivially zero");
+    assert!(
+        gap.max_gap <= 1e-5 * gap.max_value,
+        "largest gradient difference {} (largest gradient {})",
+        gap.max_gap,
+        gap.max_value
     );
 }

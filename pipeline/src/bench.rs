@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsAccumulator};
 use model::GptConfig;
-use model::train::{Batches, SplitMix64};
+use model::train::{Batches, SplitMix64, shard_gradients};
 
 use crate::cli::BenchTarget;
 use crate::stages::Ctx;
@@ -79,7 +79,9 @@ fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
     (0..n).map(|_| rng.below(vocab) as u32).collect()
 }
 
-/// Estimated peak f32 FLOP/s: cores × clock × 32 (two 8-wide FMA units, or one 16-wide).
+/// Estimated peak f32 FLOP/s: cores × clock × FLOP per cycle, 32 (two 8-wide FMA units)
+/// or, where the CPU has AVX-512, 64 (two 16-wide ones, as on AMD Zen 5 and Intel server
+/// cores; an over-estimate for CPUs that split 512-bit operations in two).
 fn peak_flops() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = info
@@ -90,14 +92,21 @@ fn peak_flops() -> Option<f64> {
         .trim()
         .parse()
         .ok()?;
+    let avx512 = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "avx512f"));
+    let flop_per_cycle = if avx512 { 64.0 } else { 32.0 };
     let cores = std::thread::available_parallelism().ok()?.get() as f64;
-    Some(cores * mhz * 1e6 * 32.0)
+    Some(cores * mhz * 1e6 * flop_per_cycle)
 }
 
-/// Training tokens/s of one model config (forward + backward + AdamW).
+/// Training tokens/s of one model config (forward + backward + AdamW), each batch split into
+/// `shards` shards trained at once, as `train` does.
 fn train_tokens_per_second(
     cfg: &GptConfig,
     batch_size: usize,
+    shards: usize,
     tokens: &[u32],
     device: &model::Device,
 ) -> f64 {
@@ -112,9 +121,11 @@ fn train_tokens_per_second(
     };
     let mut step = |model: model::Gpt, i: usize| {
         let (x, y) = batches.random(1, i, 0, &ad);
-        let loss = model.loss(x, y);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
+        let mut grads = GradientsAccumulator::new();
+        for shard in shard_gradients(&model, x, y, shards, shards as f32) {
+            grads.accumulate(&model, shard.grads);
+        }
+        optim.step(1e-3, model, grads.grads())
     };
     for i in 0..WARMUP_STEPS {
         model = step(model, i);
@@ -133,8 +144,9 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
     let dense = topk.dense();
     let tokens = synthetic_tokens(topk.vocab_size, 200_000, 7);
     let b = ctx.cfg.train.batch_size;
+    let shards = ctx.cfg.train.parallel_shards;
     println!(
-        "train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b}, {} parameters",
+        "train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b} in {shards} parallel shards, {} parameters",
         ctx.cfg.run.backend,
         topk.d_model,
         topk.n_layers,
@@ -143,19 +155,24 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
         topk.block_size,
         topk.n_params()
     );
-    // Alternate the two models so drift in machine load hits both alike.
-    let (mut t, mut d) = (Vec::new(), Vec::new());
+    // Alternate the runs so drift in machine load hits all alike.
+    let (mut t, mut d, mut one) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..2 {
-        t.push(train_tokens_per_second(&topk, b, &tokens, &device));
-        d.push(train_tokens_per_second(&dense, b, &tokens, &device));
+        t.push(train_tokens_per_second(&topk, b, shards, &tokens, &device));
+        d.push(train_tokens_per_second(&dense, b, shards, &tokens, &device));
+        one.push(train_tokens_per_second(&topk, b, 1, &tokens, &device));
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (t, d) = (best(&t), best(&d));
+    let (t, d, one) = (best(&t), best(&d), best(&one));
     println!("  topk : {t:>9.0} tokens/s");
     println!("  dense: {d:>9.0} tokens/s");
     println!(
         "  TopK overhead: {:+.1}% (target ≤ +10%)",
         (d / t - 1.0) * 100.0
+    );
+    println!(
+        "  topk unsharded (parallel_shards = 1): {one:.0} tokens/s; {shards} shards are {:.2}× faster",
+        t / one
     );
     if let Some(peak) = peak_flops() {
         let achieved = 6.0 * topk.n_params() as f64 * t;

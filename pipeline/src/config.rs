@@ -596,6 +596,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
     ("train.steps", "optimizer steps"),
     ("train.batch_size", "sequences per micro-batch"),
     ("train.grad_accum", "micro-batches per optimizer step"),
+    (
+        "train.parallel_shards",
+        "shards of each micro-batch trained at once, one per core (results depend on it)",
+    ),
     ("train.lr", "peak learning rate"),
     ("train.min_lr_ratio", "cosine floor as a fraction of lr"),
     ("train.warmup_steps", "linear warm-up steps"),

@@ -13,6 +13,11 @@ pub struct TrainingConfig {
     pub batch_size: usize,
     /// Micro-batches whose gradients are summed per optimizer step.
     pub grad_accum: usize,
+    /// Equal shards each micro-batch is split into, whose forward and backward passes run at
+    /// the same time (one per core). Gradients are summed in shard order, so results depend on
+    /// this value and not on the machine. Configs written before it existed trained unsharded.
+    #[serde(default = "unsharded")]
+    pub parallel_shards: usize,
     /// Peak learning rate (after warm-up).
     pub lr: f64,
     /// Floor of the cosine decay, as a fraction of `lr`.
@@ -40,6 +45,10 @@ pub struct TrainingConfig {
     pub topk_anneal_steps: usize,
 }
 
+fn unsharded() -> usize {
+    1
+}
+
 impl TrainingConfig {
     /// Defaults for the `tiny` preset: a few minutes on 2 CPU cores.
     pub fn tiny() -> Self {
@@ -47,6 +56,8 @@ impl TrainingConfig {
             steps: 600,
             batch_size: 16,
             grad_accum: 1,
+            // Two cores on the reference machine: twice the tokens/s of one shard.
+            parallel_shards: 2,
             lr: 3e-3,
             min_lr_ratio: 0.1,
             warmup_steps: 40,
@@ -94,6 +105,7 @@ impl TrainingConfig {
             ("steps", self.steps),
             ("batch_size", self.batch_size),
             ("grad_accum", self.grad_accum),
+            ("parallel_shards", self.parallel_shards),
             ("checkpoint_every", self.checkpoint_every),
             ("eval_batches", self.eval_batches),
         ];
@@ -101,6 +113,13 @@ impl TrainingConfig {
             if value == 0 {
                 return Err(Error::Config(format!("`{key}` = 0: must be at least 1")));
             }
+        }
+        if self.batch_size % self.parallel_shards != 0 {
+            return Err(Error::Config(format!(
+                "`batch_size` = {} is not a multiple of `parallel_shards` = {}: \
+                 every shard must hold the same number of sequences",
+                self.batch_size, self.parallel_shards
+            )));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::Config(format!(

@@ -2,10 +2,12 @@
 
 mod batches;
 mod config;
+mod parallel;
 mod schedule;
 mod trainer;
 
 pub use batches::{Batches, SplitMix64};
 pub use config::TrainingConfig;
+pub use parallel::{ShardGradients, shard_gradients};
 pub use schedule::{checkpoint_steps, lr_at, topk_k_at};
 pub use trainer::{Progress, TrainOutcome, evaluate, train};

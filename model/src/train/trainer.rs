@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsAccumulator};
 use burn::prelude::*;
 
-use super::{Batches, TrainingConfig, checkpoint_steps, lr_at, topk_k_at};
+use super::{Batches, TrainingConfig, checkpoint_steps, lr_at, shard_gradients, topk_k_at};
 use crate::checkpoint::{
     self, Checkpoint, CheckpointMeta, ModelCard, TrainState, list_checkpoints,
 };
@@ -199,23 +199,24 @@ pub fn train(
         model = model.with_topk_k(topk_k_at(step, model_cfg.topk_k, cfg));
         let mut accumulator = GradientsAccumulator::new();
         let mut step_loss = 0.0f32;
+        let divisor = (cfg.grad_accum * cfg.parallel_shards) as f32;
         for micro in 0..cfg.grad_accum {
             let (x, y) = train.random(cfg.seed, step, micro, &ad);
-            // forward: mean cross-entropy of this micro-batch, scaled so gradients average
-            let loss = model.loss(x, y).div_scalar(cfg.grad_accum as f32);
-            let value = loss.clone().into_scalar::<f32>();
-            if !value.is_finite() {
-                return Err(Error::Training(format!(
-                    "{name}: loss is {value} at step {step}; the last good checkpoint is step {} in {}. \
-                     Lower `train.lr` or raise `train.warmup_steps` and run again with --force",
-                    last_checkpoint.unwrap_or(0),
-                    dir.join("checkpoints").display()
-                )));
+            // forward and backward, shards at once: mean cross-entropy scaled so the summed
+            // gradients are those of the step's mean loss
+            for shard in shard_gradients(&model, x, y, cfg.parallel_shards, divisor) {
+                if !shard.loss.is_finite() {
+                    return Err(Error::Training(format!(
+                        "{name}: loss is {} at step {step}; the last good checkpoint is step {} in {}. \
+                         Lower `train.lr` or raise `train.warmup_steps` and run again with --force",
+                        shard.loss,
+                        last_checkpoint.unwrap_or(0),
+                        dir.join("checkpoints").display()
+                    )));
+                }
+                step_loss += shard.loss;
+                accumulator.accumulate(&model, shard.grads);
             }
-            step_loss += value;
-            // backward: gradients of this micro-batch, summed over micro-batches
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
         }
         // update: one AdamW step on the summed gradients
         model = optim.step(lr, model, accumulator.grads());
