@@ -2,7 +2,7 @@
 //! `TopK(x) = x ⊙ 1[x ∈ top_k(x)]`, applied per token over the last (feature) axis.
 
 use burn::prelude::*;
-use burn::tensor::IndexingUpdateOp;
+use burn::tensor::{IndexingUpdateOp, TensorData};
 use serde::{Deserialize, Serialize};
 
 /// What "largest" means when choosing the k kept entries.
@@ -18,10 +18,8 @@ pub enum TopKBy {
 
 /// Keeps the `k` largest entries of the last axis and zeroes the rest.
 ///
-/// Exactly `k` entries survive even with ties: the kept set is the positions returned by
-/// `topk_with_indices`, which orders equal values by position (lower index first). Gradients
-/// reach the kept entries unchanged and the dropped ones not at all, because the output is a
-/// scatter of a gather of the input.
+/// Exactly `k` entries survive even with ties: equal values are ordered by position (lower
+/// index first). Gradients reach the kept entries unchanged and the dropped ones not at all.
 #[derive(Module, Debug)]
 pub struct TopK {
     /// Entries kept per token.
@@ -55,19 +53,61 @@ impl TopK {
         if self.k == d && !self.relu {
             return x;
         }
+        let kept = if x.device().inner() == Device::flex() {
+            self.keep_by_mask(x)
+        } else {
+            self.keep_by_scatter(x)
+        };
+        if self.relu {
+            burn::tensor::activation::relu(kept)
+        } else {
+            kept
+        }
+    }
+
+    fn scores<const D: usize>(&self, x: &Tensor<D>) -> Tensor<D> {
         let scores = if self.by_abs {
             x.clone().abs()
         } else {
             x.clone()
         };
-        let (_, idx) = scores.detach().topk_with_indices(self.k, D - 1);
-        // The kept values come from `x` itself, so gradients reach exactly the kept entries.
+        scores.detach()
+    }
+
+    /// On the CPU: choose the kept entries of each row with a linear-time selection on the host
+    /// and multiply by the 0/1 mask, whose gradient is the mask itself. A sort of every row, as
+    /// `topk_with_indices` does, cost more than the rest of the activation.
+    pub(crate) fn keep_by_mask<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let shape = x.shape();
+        let d = x.dims()[D - 1];
+        let scores = self
+            .scores(&x)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 after convert");
+        let mut mask = vec![0.0f32; scores.len()];
+        let mut order: Vec<usize> = Vec::with_capacity(d);
+        for (row, out) in scores.chunks(d).zip(mask.chunks_mut(d)) {
+            order.clear();
+            order.extend(0..d);
+            // The k first in (larger score, then lower index) order: the same set as a sort.
+            order.select_nth_unstable_by(self.k - 1, |&a, &b| {
+                row[b].total_cmp(&row[a]).then(a.cmp(&b))
+            });
+            for &i in &order[..self.k] {
+                out[i] = 1.0;
+            }
+        }
+        let mask = Tensor::<D>::from_data(TensorData::new(mask, shape), &x.device());
+        x * mask
+    }
+
+    /// On other devices: a scatter of a gather of the input at `topk_with_indices`' positions,
+    /// which stays on the device.
+    pub(crate) fn keep_by_scatter<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (_, idx) = self.scores(&x).topk_with_indices(self.k, D - 1);
         let kept = x.clone().gather(D - 1, idx.clone());
-        let kept = if self.relu {
-            burn::tensor::activation::relu(kept)
-        } else {
-            kept
-        };
         x.zeros_like()
             .scatter(D - 1, idx, kept, IndexingUpdateOp::Add)
     }
@@ -92,7 +132,6 @@ pub fn top_entries<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
         let [n, d] = t.dims();
@@ -199,5 +238,53 @@ mod tests {
             );
         }
         assert_eq!(g, vec![0.0, 0.0, -2.0, 0.5, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn the_cpu_mask_and_the_device_scatter_keep_the_same_entries_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        // Rounded to tenths so rows hold many ties.
+        let x = (Tensor::<3>::random(
+            [3, 5, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        ) * 10.0)
+            .round()
+            / 10.0;
+        let w = Tensor::<3>::random(
+            [3, 5, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for (by, relu) in [
+            (TopKBy::Value, false),
+            (TopKBy::Abs, false),
+            (TopKBy::Value, true),
+        ] {
+            let topk = TopK::new(7, by, relu);
+            let run = |mask: bool| {
+                let x = x.clone().detach().require_grad();
+                let y = if mask {
+                    topk.keep_by_mask(x.clone())
+                } else {
+                    topk.keep_by_scatter(x.clone())
+                };
+                let y = if relu {
+                    burn::tensor::activation::relu(y)
+                } else {
+                    y
+                };
+                let grads = (y.clone() * w.clone()).sum().backward();
+                let g = x
+                    .grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap();
+                (y.into_data().try_into_vec::<f32>().unwrap(), g)
+            };
+            assert_eq!(run(true), run(false), "{by:?}, relu {relu}");
+        }
     }
 }
