@@ -21,11 +21,6 @@ use config::PipelineConfig;
 use stages::{Ctx, STAGES};
 use ui::Ui;
 
-// Training frees and reallocates megabyte-sized tensors every step; glibc's malloc hands
-// them back to the kernel and page-faults them in again, mimalloc keeps them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     // A bug must not greet the user with a backtrace: say what happened and how to report it.
     std::panic::set_hook(Box::new(|info| {
