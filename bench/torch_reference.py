@@ -62,7 +62,7 @@ class Gpt(nn.Module):
 
 def tokens_per_second(dense, args):
     torch.manual_seed(1)
-    model = Gpt(2048, 64, 128, 4, 4, 512, 16, 4 if dense else 1)
+    model = Gpt(2048, 64, 128, 4, 4, 512, 32, 4 if dense else 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     data = torch.randint(0, 2048, (200_000,))
 
