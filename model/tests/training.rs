@@ -217,7 +217,7 @@ impl ModuleVisitor for GradientGap<'_> {
                 .get::<D>(param.id)
                 .expect("every parameter has a gradient")
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
         };
         let (a, b) = (values(self.whole), values(self.sharded));

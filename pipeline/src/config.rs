@@ -616,7 +616,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "validation micro-batches per checkpoint",
     ),
     ("train.seed", "seed of initialisation and data order"),
-    ("train.topk_k_start", "anneal k from this value (0 = off)"),
+    (
+        "train.topk_k_start",
+        "anneal k from this value (0 = off, d_model or more = start dense)",
+    ),
     ("train.topk_anneal_steps", "steps of the k annealing"),
     (
         "record.k",

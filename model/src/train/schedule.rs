@@ -19,13 +19,15 @@ pub fn lr_at(step: usize, cfg: &TrainingConfig) -> f64 {
     min_lr + coeff * (cfg.lr - min_lr)
 }
 
-/// k of the TopK blocks at `step`: linear from `topk_k_start` to `k` over the anneal steps.
-pub fn topk_k_at(step: usize, k: usize, cfg: &TrainingConfig) -> usize {
-    if cfg.topk_k_start <= k || cfg.topk_anneal_steps == 0 || step >= cfg.topk_anneal_steps {
+/// k of the TopK blocks at `step`: linear from `topk_k_start` to `k` over the anneal steps. A
+/// start at or above `d_model` starts dense.
+pub fn topk_k_at(step: usize, k: usize, d_model: usize, cfg: &TrainingConfig) -> usize {
+    let start = cfg.topk_k_start.min(d_model);
+    if start <= k || cfg.topk_anneal_steps == 0 || step >= cfg.topk_anneal_steps {
         return k;
     }
     let left = (cfg.topk_anneal_steps - step) as f64 / cfg.topk_anneal_steps as f64;
-    k + ((cfg.topk_k_start - k) as f64 * left).round() as usize
+    k + ((start - k) as f64 * left).round() as usize
 }
 
 /// Steps at which a checkpoint is written: 0, 1, 2, 4, … (log-spaced, like Pythia's) below
@@ -86,9 +88,25 @@ mod tests {
             topk_anneal_steps: 100,
             ..TrainingConfig::tiny()
         };
-        assert_eq!(topk_k_at(0, 16, &cfg), 116);
-        assert_eq!(topk_k_at(50, 16, &cfg), 66);
-        assert_eq!(topk_k_at(100, 16, &cfg), 16);
-        assert_eq!(topk_k_at(5, 16, &TrainingConfig::tiny()), 16);
+        assert_eq!(topk_k_at(0, 16, 128, &cfg), 116);
+        assert_eq!(topk_k_at(50, 16, 128, &cfg), 66);
+        assert_eq!(topk_k_at(100, 16, 128, &cfg), 16);
+        let off = TrainingConfig {
+            topk_k_start: 0,
+            ..TrainingConfig::tiny()
+        };
+        assert_eq!(topk_k_at(5, 16, 128, &off), 16);
+    }
+
+    #[test]
+    fn a_start_above_d_model_starts_dense() {
+        let cfg = TrainingConfig {
+            topk_k_start: 1000,
+            topk_anneal_steps: 10,
+            ..TrainingConfig::tiny()
+        };
+        assert_eq!(topk_k_at(0, 8, 64, &cfg), 64);
+        assert_eq!(topk_k_at(5, 8, 64, &cfg), 36);
+        assert_eq!(topk_k_at(10, 8, 64, &cfg), 8);
     }
 }

@@ -156,7 +156,7 @@ pub fn train(
                 tokens_seen: u64,
                 losses: &mut Vec<f32>|
      -> Result<()> {
-        let k = topk_k_at(step, model_cfg.topk_k, cfg);
+        let k = topk_k_at(step, model_cfg.topk_k, model_cfg.d_model, cfg);
         let eval_model = model.valid();
         let (val_loss, dead_fraction) =
             evaluate(&eval_model, model_cfg, &val, cfg.eval_batches, device);
@@ -196,7 +196,7 @@ pub fn train(
     let first_step = step;
     while step < cfg.steps {
         let lr = lr_at(step, cfg);
-        model = model.with_topk_k(topk_k_at(step, model_cfg.topk_k, cfg));
+        model = model.with_topk_k(topk_k_at(step, model_cfg.topk_k, model_cfg.d_model, cfg));
         let mut accumulator = GradientsAccumulator::new();
         let mut step_loss = 0.0f32;
         let divisor = (cfg.grad_accum * cfg.parallel_shards) as f32;

@@ -310,12 +310,13 @@ impl Recorder {
         if stale.is_empty() {
             return Ok(());
         }
-        let model = load_weights(cfg, &cp.dir, &self.device)?;
+        // Each checkpoint runs with the k it was trained at (it differs while k is annealed).
+        let model = load_weights(cfg, &cp.dir, &self.device)?.with_topk_k(cp.meta.topk_k);
         // The previous checkpoint's weights give the weight side of lineage (not for SAE
         // latents, whose index carries no identity across checkpoints).
         let prev_model = prev
             .filter(|_| matches!(features, Features::Blocks))
-            .map(|p| load_weights(cfg, &p.dir, &self.device))
+            .map(|p| load_weights(cfg, &p.dir, &self.device).map(|m| m.with_topk_k(p.meta.topk_k)))
             .transpose()?;
         let sae_of = |layer: usize| match features {
             Features::Blocks => None,
