@@ -1,5 +1,23 @@
-//! The same checkpoint gives the same forward pass on the CPU backend and on a GPU through
-//! wgpu (built with `--features wgpu`; skipped with a printed reason when no adapter exists).
+//! The same checkpoint gives the same forward pass, and the same training state the same next
+//! steps, on the CPU backend and on a GPU through wgpu (built with `--features wgpu`; skipped
+//! with a printed reason when no adapter exists).
+
+/// The wgpu device, or `None` (with the reason printed) when no adapter can be opened.
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Option<burn::prelude::Device> {
+    use burn::prelude::*;
+    match std::panic::catch_unwind(|| {
+        let d = Device::wgpu(Default::default());
+        let _ = Tensor::<1>::zeros([1], &d).into_data();
+        d
+    }) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            eprintln!("SKIPPED: no wgpu adapter on this machine");
+            None
+        }
+    }
+}
 
 #[cfg(feature = "wgpu")]
 #[test]
@@ -35,16 +53,8 @@ fn flex_and_wgpu_agree_on_a_forward_pass() {
         sha256: String::new(),
     };
     let cp = save_checkpoint(dir.path(), &cfg.init(&cpu), meta).unwrap();
-    let gpu = match std::panic::catch_unwind(|| {
-        let d = Device::wgpu(Default::default());
-        let _ = Tensor::<1>::zeros([1], &d).into_data();
-        d
-    }) {
-        Ok(d) => d,
-        Err(_) => {
-            eprintln!("SKIPPED: no wgpu adapter on this machine");
-            return;
-        }
+    let Some(gpu) = wgpu_device() else {
+        return;
     };
     let ids: Vec<i64> = (0..32).map(|i| (i * 7 % 50) as i64).collect();
     let logits = |device: &Device| {
@@ -63,4 +73,93 @@ fn flex_and_wgpu_agree_on_a_forward_pass() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "largest difference {worst}");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn training_resumed_on_wgpu_follows_the_cpu_run() {
+    use model::GptConfig;
+    use model::train::{TrainingConfig, train};
+
+    let cfg = GptConfig {
+        vocab_size: 16,
+        block_size: 8,
+        d_model: 32,
+        n_heads: 2,
+        n_layers: 2,
+        d_ff: 64,
+        topk_k: 8,
+        n_nontopk: 1,
+        ..GptConfig::tiny(16)
+    };
+    let schedule = |steps| TrainingConfig {
+        steps,
+        batch_size: 8,
+        lr: 1e-2,
+        warmup_steps: 2,
+        checkpoint_every: 4,
+        eval_batches: 2,
+        topk_k_start: 0,
+        ..TrainingConfig::tiny()
+    };
+    let data: Vec<u32> = (0..2000)
+        .map(|i| [3, 1, 4, 1, 5, 9, 2, 6, 5, 3][i % 10])
+        .collect();
+    let Some(gpu) = wgpu_device() else {
+        return;
+    };
+    // Two steps on the CPU, then both devices resume the same state for six more.
+    let cpu_dir = tempfile::tempdir().unwrap();
+    let cpu = burn::prelude::Device::flex();
+    let run = |dir: &std::path::Path, steps, device| {
+        train(
+            "topk",
+            &cfg,
+            &schedule(steps),
+            &data,
+            &data,
+            dir,
+            device,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    run(cpu_dir.path(), 2, &cpu);
+    let gpu_dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(cpu_dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        copy_tree(&entry.path(), &gpu_dir.path().join(entry.file_name()));
+    }
+    let on_cpu = run(cpu_dir.path(), 8, &cpu);
+    let on_gpu = run(gpu_dir.path(), 8, &gpu);
+    assert_eq!(on_gpu.resumed_from, Some(2));
+    let losses = |o: &model::train::TrainOutcome| -> Vec<(usize, f32)> {
+        o.checkpoints
+            .iter()
+            .map(|c| (c.meta.step, c.meta.val_loss.unwrap()))
+            .collect()
+    };
+    let (a, b) = (losses(&on_cpu), losses(&on_gpu));
+    eprintln!("validation loss by step, flex: {a:?}");
+    eprintln!("validation loss by step, wgpu: {b:?}");
+    assert_eq!(a.len(), b.len());
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "step {step}: flex {x}, wgpu {y}"
+        );
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
 }
