@@ -108,30 +108,35 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
     let Some(gpu) = wgpu_device() else {
         return;
     };
-    // Two steps on the CPU, then both devices resume the same state for six more.
+    // The CPU run is stopped after step 3 (its state on disk is checkpoint 2); both devices
+    // resume that state for the remaining steps.
     let cpu_dir = tempfile::tempdir().unwrap();
     let cpu = burn::prelude::Device::flex();
-    let run = |dir: &std::path::Path, steps, device| {
+    let run = |dir: &std::path::Path, device, on_step: &mut dyn FnMut(&model::train::Progress)| {
         train(
             "topk",
             &cfg,
-            &schedule(steps),
+            &schedule(8),
             &data,
             &data,
             dir,
             device,
-            &mut |_| {},
+            on_step,
         )
-        .unwrap()
     };
-    run(cpu_dir.path(), 2, &cpu);
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(cpu_dir.path(), &cpu, &mut |p| {
+            assert!(p.step < 3, "simulated kill")
+        })
+    }));
+    assert!(stopped.is_err());
     let gpu_dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(cpu_dir.path()).unwrap() {
         let entry = entry.unwrap();
         copy_tree(&entry.path(), &gpu_dir.path().join(entry.file_name()));
     }
-    let on_cpu = run(cpu_dir.path(), 8, &cpu);
-    let on_gpu = run(gpu_dir.path(), 8, &gpu);
+    let on_cpu = run(cpu_dir.path(), &cpu, &mut |_| {}).unwrap();
+    let on_gpu = run(gpu_dir.path(), &gpu, &mut |_| {}).unwrap();
     assert_eq!(on_gpu.resumed_from, Some(2));
     let losses = |o: &model::train::TrainOutcome| -> Vec<(usize, f32)> {
         o.checkpoints
