@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value is impossible; the message names the key and what is allowed.
-    #[error("invalid model configuration: {0}")]
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// A checkpoint file is missing, truncated or does not match the config.
     #[error("checkpoint {path}: {message}")]

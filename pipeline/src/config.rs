@@ -776,6 +776,8 @@ mod tests {
             (vec!["model.n_nontopk=9"], "n_nontopk"),
             (vec!["train.stepz=3"], "train.stepz"),
             (vec!["train.steps=\"many\""], "steps"),
+            (vec!["train.parallel_shards=3"], "parallel_shards"),
+            (vec!["train.parallel_shards=0"], "parallel_shards"),
             (vec!["run.preset=huge"], "run.preset"),
             (vec!["data.val_fraction=1.5"], "data.val_fraction"),
             (vec!["models=[\"topk\", \"sae\"]"], "models"),
