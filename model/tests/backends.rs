@@ -2,6 +2,9 @@
 //! steps, on the CPU backend and on a GPU through wgpu (built with `--features wgpu`; skipped
 //! with a printed reason when no adapter exists).
 
+#[cfg(feature = "wgpu")]
+mod common;
+
 /// The wgpu device, or `None` (with the reason printed) when no adapter can be opened.
 #[cfg(feature = "wgpu")]
 fn wgpu_device() -> Option<burn::prelude::Device> {
@@ -78,20 +81,9 @@ fn flex_and_wgpu_agree_on_a_forward_pass() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn training_resumed_on_wgpu_follows_the_cpu_run() {
-    use model::GptConfig;
     use model::train::{TrainingConfig, train};
 
-    let cfg = GptConfig {
-        vocab_size: 16,
-        block_size: 8,
-        d_model: 32,
-        n_heads: 2,
-        n_layers: 2,
-        d_ff: 64,
-        topk_k: 8,
-        n_nontopk: 1,
-        ..GptConfig::tiny(16)
-    };
+    let cfg = common::tiny();
     let schedule = |steps| TrainingConfig {
         steps,
         batch_size: 8,
@@ -102,9 +94,7 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
         topk_k_start: 0,
         ..TrainingConfig::tiny()
     };
-    let data: Vec<u32> = (0..2000)
-        .map(|i| [3, 1, 4, 1, 5, 9, 2, 6, 5, 3][i % 10])
-        .collect();
+    let data = common::pattern(2000);
     let Some(gpu) = wgpu_device() else {
         return;
     };

@@ -7,19 +7,8 @@ use model::checkpoint::{list_checkpoints, load_weights};
 use model::train::{Batches, SplitMix64, TrainingConfig, shard_gradients, train};
 use model::{Device, GptConfig};
 
-fn tiny() -> GptConfig {
-    GptConfig {
-        vocab_size: 16,
-        block_size: 8,
-        d_model: 32,
-        n_heads: 2,
-        n_layers: 2,
-        d_ff: 64,
-        topk_k: 8,
-        n_nontopk: 1,
-        ..GptConfig::tiny(16)
-    }
-}
+mod common;
+use common::{pattern, tiny};
 
 fn schedule(steps: usize) -> TrainingConfig {
     TrainingConfig {
@@ -31,13 +20,6 @@ fn schedule(steps: usize) -> TrainingConfig {
         eval_batches: 2,
         ..TrainingConfig::tiny()
     }
-}
-
-/// A repeating sequence the model can learn exactly.
-fn pattern(n: usize) -> Vec<u32> {
-    (0..n)
-        .map(|i| [3, 1, 4, 1, 5, 9, 2, 6, 5, 3][i % 10])
-        .collect()
 }
 
 fn weights_bytes(dir: &std::path::Path, step: usize) -> Vec<u8> {
