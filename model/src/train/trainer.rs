@@ -7,6 +7,7 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator};
 use burn::prelude::*;
+use rayon::prelude::*;
 
 use super::{Batches, TrainingConfig, checkpoint_steps, lr_at, shard_gradients, topk_k_at};
 use crate::checkpoint::{
@@ -44,30 +45,45 @@ pub fn evaluate(
     n_batches: usize,
     device: &Device,
 ) -> (f32, Vec<f32>) {
-    let mut loss_sum = 0.0f64;
     let d = model.ln_f.gamma.dims()[0];
+    // Batches at once, one per core; losses are summed in batch order, so the result is the
+    // same as one at a time.
+    let per_batch: Vec<(f32, Vec<Vec<bool>>)> = (0..n_batches)
+        .into_par_iter()
+        .map(|i| {
+            let (x, y) = val.sequential(i, device);
+            let out = model.forward_with(
+                x,
+                ForwardInput {
+                    capture_hidden: true,
+                    ..Default::default()
+                },
+            );
+            let loss = cross_entropy(out.logits, y).into_scalar::<f32>();
+            let mut seen = vec![vec![false; d]; model.blocks.len()];
+            for (layer, h) in out.hidden.into_iter().enumerate() {
+                // The same entries the recorder records.
+                let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == crate::TopKBy::Abs;
+                let (_, idx) = crate::top_entries(h, cfg.topk_k.min(d), by_abs);
+                for n in idx
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .expect("int data")
+                {
+                    seen[layer][n as usize] = true;
+                }
+            }
+            (loss, seen)
+        })
+        .collect();
+    let mut loss_sum = 0.0f64;
     let mut seen = vec![vec![false; d]; model.blocks.len()];
-    for i in 0..n_batches {
-        let (x, y) = val.sequential(i, device);
-        let out = model.forward_with(
-            x,
-            ForwardInput {
-                capture_hidden: true,
-                ..Default::default()
-            },
-        );
-        loss_sum += cross_entropy(out.logits, y).into_scalar::<f32>() as f64;
-        for (layer, h) in out.hidden.into_iter().enumerate() {
-            // The same entries the recorder records.
-            let by_abs = cfg.is_topk_layer(layer) || cfg.topk_by == crate::TopKBy::Abs;
-            let (_, idx) = crate::top_entries(h, cfg.topk_k.min(d), by_abs);
-            for n in idx
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>()
-                .expect("int data")
-            {
-                seen[layer][n as usize] = true;
+    for (loss, batch_seen) in per_batch {
+        loss_sum += loss as f64;
+        for (all, batch) in seen.iter_mut().zip(batch_seen) {
+            for (a, b) in all.iter_mut().zip(batch) {
+                *a |= b;
             }
         }
     }
