@@ -18,8 +18,9 @@ pub enum TopKBy {
 
 /// Keeps the `k` largest entries of the last axis and zeroes the rest.
 ///
-/// Exactly `k` entries survive even with ties: equal values are ordered by position (lower
-/// index first). Gradients reach the kept entries unchanged and the dropped ones not at all.
+/// Exactly `k` entries survive even with ties: on the CPU equal values are ordered by position
+/// (lower index first; on other devices burn's sort decides). Gradients reach the kept entries
+/// unchanged and the dropped ones not at all.
 #[derive(Module, Debug)]
 pub struct TopK {
     /// Entries kept per token.
@@ -53,7 +54,7 @@ impl TopK {
         if self.k == d && !self.relu {
             return x;
         }
-        let kept = if x.device().inner() == Device::flex() {
+        let kept = if on_cpu(&x) {
             self.keep_by_mask(x)
         } else {
             self.keep_by_scatter(x)
@@ -89,13 +90,7 @@ impl TopK {
         let mut mask = vec![0.0f32; scores.len()];
         let mut order: Vec<usize> = Vec::with_capacity(d);
         for (row, out) in scores.chunks(d).zip(mask.chunks_mut(d)) {
-            order.clear();
-            order.extend(0..d);
-            // The k first in (larger score, then lower index) order: the same set as a sort.
-            order.select_nth_unstable_by(self.k - 1, |&a, &b| {
-                row[b].total_cmp(&row[a]).then(a.cmp(&b))
-            });
-            for &i in &order[..self.k] {
+            for &i in select_top(row, self.k, &mut order).iter() {
                 out[i] = 1.0;
             }
         }
@@ -124,9 +119,75 @@ pub fn top_entries<const D: usize>(
     k: usize,
     by_abs: bool,
 ) -> (Tensor<D>, Tensor<D, Int>) {
+    if on_cpu(&h) {
+        top_entries_on_host(h, k, by_abs)
+    } else {
+        top_entries_on_device(h, k, by_abs)
+    }
+}
+
+/// [`top_entries`] with burn's sort-based `topk_with_indices`, which stays on the device.
+fn top_entries_on_device<const D: usize>(
+    h: Tensor<D>,
+    k: usize,
+    by_abs: bool,
+) -> (Tensor<D>, Tensor<D, Int>) {
     let score = if by_abs { h.clone().abs() } else { h.clone() };
     let (_, idx) = score.topk_with_indices(k, D - 1);
     (h.gather(D - 1, idx.clone()), idx)
+}
+
+/// [`top_entries`] on the host, in the same order as `topk_with_indices` (larger score first,
+/// ties by lower index), without sorting whole rows.
+fn top_entries_on_host<const D: usize>(
+    h: Tensor<D>,
+    k: usize,
+    by_abs: bool,
+) -> (Tensor<D>, Tensor<D, Int>) {
+    let mut dims = h.dims();
+    let d = dims[D - 1];
+    let device = h.device();
+    let values = h
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after convert");
+    let scores: Vec<f32> = if by_abs {
+        values.iter().map(|v| v.abs()).collect()
+    } else {
+        values.clone()
+    };
+    let rows = values.len() / d;
+    let (mut kept, mut idx) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+    let mut order: Vec<usize> = Vec::with_capacity(d);
+    for (row, score) in values.chunks(d).zip(scores.chunks(d)) {
+        let top = select_top(score, k, &mut order);
+        top.sort_unstable_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
+        kept.extend(top.iter().map(|&i| row[i]));
+        idx.extend(top.iter().map(|&i| i as i64));
+    }
+    dims[D - 1] = k;
+    (
+        Tensor::from_data(TensorData::new(kept, dims), &device),
+        Tensor::from_data(TensorData::new(idx, dims), &device),
+    )
+}
+
+/// Whether `x` lives in host memory (burn's flex backend), where a selection on the host is
+/// cheaper than burn's sort-based `topk_with_indices`.
+fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device().inner() == Device::flex()
+}
+
+/// The positions of the `k` largest `scores`, ties by lower position: the same set as a sort,
+/// found in linear time. Returns them (unordered) as the start of `order`.
+fn select_top<'a>(scores: &[f32], k: usize, order: &'a mut Vec<usize>) -> &'a mut [usize] {
+    order.clear();
+    order.extend(0..scores.len());
+    order.select_nth_unstable_by(k - 1, |&a, &b| {
+        scores[b].total_cmp(&scores[a]).then(a.cmp(&b))
+    });
+    &mut order[..k]
 }
 
 #[cfg(test)]
@@ -244,14 +305,13 @@ mod tests {
     fn the_cpu_mask_and_the_device_scatter_keep_the_same_entries_and_gradients() {
         let device = Device::flex().autodiff();
         device.seed(11);
-        // Rounded to tenths so rows hold many ties.
-        let x = (Tensor::<3>::random(
+        // No ties: burn's sort-based `topk_with_indices` leaves a tie at the k-th entry to
+        // chance (the CPU path's tie rule is checked against a stable sort above).
+        let x = Tensor::<3>::random(
             [3, 5, 32],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
-        ) * 10.0)
-            .round()
-            / 10.0;
+        );
         let w = Tensor::<3>::random(
             [3, 5, 32],
             burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -285,6 +345,70 @@ mod tests {
                 (y.into_data().try_into_vec::<f32>().unwrap(), g)
             };
             assert_eq!(run(true), run(false), "{by:?}, relu {relu}");
+        }
+    }
+
+    /// Per row, the (index, value) pairs in the order given.
+    fn entries(k: usize, (v, i): (Tensor<3>, Tensor<3, Int>)) -> Vec<Vec<(i64, f32)>> {
+        let v = v.into_data().try_into_vec::<f32>().unwrap();
+        let i = i
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap();
+        i.chunks(k)
+            .zip(v.chunks(k))
+            .map(|(i, v)| i.iter().copied().zip(v.iter().copied()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn top_entries_on_the_host_match_the_device_sort() {
+        let device = Device::flex();
+        device.seed(13);
+        let h = Tensor::<3>::random(
+            [2, 6, 40],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for by_abs in [false, true] {
+            assert_eq!(
+                entries(9, top_entries_on_host(h.clone(), 9, by_abs)),
+                entries(9, top_entries_on_device(h.clone(), 9, by_abs)),
+                "by_abs {by_abs}"
+            );
+        }
+    }
+
+    #[test]
+    fn top_entries_on_the_host_break_ties_by_position() {
+        // Rounded to tenths: many ties, also at the k-th entry, where burn's sort-based
+        // `topk_with_indices` may keep either; the host keeps the lower index, as a stable sort.
+        let device = Device::flex();
+        device.seed(17);
+        let h = (Tensor::<3>::random(
+            [2, 6, 40],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        ) * 10.0)
+            .round()
+            / 10.0;
+        let values = h.clone().into_data().try_into_vec::<f32>().unwrap();
+        for by_abs in [false, true] {
+            let score = |v: f32| if by_abs { v.abs() } else { v };
+            let expected: Vec<Vec<(i64, f32)>> = values
+                .chunks(40)
+                .map(|row| {
+                    let mut idx: Vec<usize> = (0..40).collect();
+                    idx.sort_by(|&a, &b| score(row[b]).total_cmp(&score(row[a])));
+                    idx[..9].iter().map(|&i| (i as i64, row[i])).collect()
+                })
+                .collect();
+            assert_eq!(
+                entries(9, top_entries_on_host(h.clone(), 9, by_abs)),
+                expected,
+                "by_abs {by_abs}"
+            );
         }
     }
 }
