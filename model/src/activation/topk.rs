@@ -137,8 +137,8 @@ fn top_entries_on_device<const D: usize>(
     (h.gather(D - 1, idx.clone()), idx)
 }
 
-/// [`top_entries`] on the host, in the same order as `topk_with_indices` (larger score first,
-/// ties by lower index), without sorting whole rows.
+/// [`top_entries`] on the host, larger score first and ties by lower index (a stable sort's
+/// order), without sorting whole rows.
 fn top_entries_on_host<const D: usize>(
     h: Tensor<D>,
     k: usize,
@@ -184,6 +184,9 @@ fn on_cpu<const D: usize>(x: &Tensor<D>) -> bool {
 fn select_top<'a>(scores: &[f32], k: usize, order: &'a mut Vec<usize>) -> &'a mut [usize] {
     order.clear();
     order.extend(0..scores.len());
+    if k == 0 {
+        return &mut order[..0];
+    }
     order.select_nth_unstable_by(k - 1, |&a, &b| {
         scores[b].total_cmp(&scores[a]).then(a.cmp(&b))
     });
