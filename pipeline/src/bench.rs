@@ -237,7 +237,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         for (l, rows) in all_rows.iter().enumerate() {
             let started = Instant::now();
             let mut rows = rows.clone();
-            rows.sort_unstable_by_key(|&(n, t, _)| (n, t));
+            crate::stages::record::sort_by_neuron_then_token(&mut rows);
             let path = dir.path().join(format!("layer={l}-{f16}.parquet"));
             let batch = crate::stages::record::activation_batch(&rows, false, f16)?;
             rows_total += queries::parquet_io::write_parquet(&path, batch.schema(), &[batch], &[])?;
