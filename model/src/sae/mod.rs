@@ -151,7 +151,7 @@ impl Sae {
     pub fn encode(&self, x: Tensor<2>) -> Latents {
         let centred = x.mul_scalar(self.input_scale) - self.b_pre.val().unsqueeze::<2>();
         let pre = centred.matmul(self.w_enc.val()) + self.b_enc.val().unsqueeze::<2>();
-        let (_, indices) = pre.clone().detach().topk_with_indices(self.k, 1);
+        let (_, indices) = crate::top_entries(pre.clone().detach(), self.k, false);
         // Gathered from `pre`, so gradients reach exactly the active latents.
         let values = pre.clone().gather(1, indices.clone());
         Latents {

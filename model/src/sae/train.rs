@@ -181,7 +181,7 @@ pub fn train_sae(
             let k_aux = tcfg.aux_k.min(n_dead);
             let penalty: Vec<f32> = dead.iter().map(|&d| if d { 0.0 } else { -1e30 }).collect();
             let penalty = Tensor::<2>::from_data(TensorData::new(penalty, [1, cfg.d_sae]), &ad);
-            let (_, idx) = (latents.pre.clone().detach() + penalty).topk_with_indices(k_aux, 1);
+            let (_, idx) = crate::top_entries(latents.pre.clone().detach() + penalty, k_aux, false);
             let values = latents.pre.clone().gather(1, idx.clone());
             let aux_error = error.detach() - sae.decode_sparse(values, idx);
             let aux = aux_error.powi_scalar(2).sum() / variance;
