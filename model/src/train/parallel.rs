@@ -46,7 +46,12 @@ pub fn shard_gradients(
     if shards <= 1 {
         return vec![run(model, tokens, targets)];
     }
-    let rows = tokens.dims()[0] / shards;
+    let batch = tokens.dims()[0];
+    assert!(
+        batch % shards == 0,
+        "a batch of {batch} sequences does not split into {shards} equal shards"
+    );
+    let rows = batch / shards;
     let device = tokens.device();
     (0..shards)
         .into_par_iter()
