@@ -197,6 +197,11 @@ fn select_top<'a>(scores: &[f32], k: usize, order: &'a mut Vec<usize>) -> &'a mu
 mod tests {
     use super::*;
 
+    /// Standard normal entries from the device's seeded generator.
+    fn normal(shape: [usize; 3], device: &Device) -> Tensor<3> {
+        Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), device)
+    }
+
     fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
         let [n, d] = t.dims();
         let v = t
@@ -226,11 +231,7 @@ mod tests {
     fn exactly_k_nonzeros_on_random_input_match_a_sort() {
         let device = Device::flex();
         device.seed(7);
-        let x = Tensor::<3>::random(
-            [4, 8, 64],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let x = normal([4, 8, 64], &device);
         let k = 5;
         let y = TopK::new(k, TopKBy::Value, false).forward(x.clone());
         let xs = x.into_data().try_into_vec::<f32>().unwrap();
@@ -310,16 +311,8 @@ mod tests {
         device.seed(11);
         // No ties: burn's sort-based `topk_with_indices` leaves a tie at the k-th entry to
         // chance (the CPU path's tie rule is checked against a stable sort above).
-        let x = Tensor::<3>::random(
-            [3, 5, 32],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        let w = Tensor::<3>::random(
-            [3, 5, 32],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let x = normal([3, 5, 32], &device);
+        let w = normal([3, 5, 32], &device);
         for (by, relu) in [
             (TopKBy::Value, false),
             (TopKBy::Abs, false),
@@ -369,11 +362,7 @@ mod tests {
     fn top_entries_on_the_host_match_the_device_sort() {
         let device = Device::flex();
         device.seed(13);
-        let h = Tensor::<3>::random(
-            [2, 6, 40],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let h = normal([2, 6, 40], &device);
         for by_abs in [false, true] {
             assert_eq!(
                 entries(9, top_entries_on_host(h.clone(), 9, by_abs)),
@@ -389,13 +378,7 @@ mod tests {
         // `topk_with_indices` may keep either; the host keeps the lower index, as a stable sort.
         let device = Device::flex();
         device.seed(17);
-        let h = (Tensor::<3>::random(
-            [2, 6, 40],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        ) * 10.0)
-            .round()
-            / 10.0;
+        let h = (normal([2, 6, 40], &device) * 10.0).round() / 10.0;
         let values = h.clone().into_data().try_into_vec::<f32>().unwrap();
         for by_abs in [false, true] {
             let score = |v: f32| if by_abs { v.abs() } else { v };
