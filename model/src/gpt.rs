@@ -12,6 +12,7 @@ use crate::block::Block;
 use crate::config::{GptConfig, Positional};
 use crate::intervention::Intervention;
 use crate::mlp::{INIT_STD, linear, per_token};
+use crate::train::{to_dtype, to_f32};
 
 /// A GPT-style TopK language model.
 #[derive(Module, Debug)]
@@ -122,11 +123,12 @@ impl Gpt {
             c.layers.resize(self.blocks.len(), None);
         }
 
-        let mut x = self.wte.forward(tokens); // [B, T, C]
+        // Embeddings are read in f32 whatever the step's precision (see `train::Precision`).
+        let mut x = to_f32(self.wte.forward(tokens)); // [B, T, C]
         if let Some(wpe) = &self.wpe {
             let pos =
                 Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device).reshape([1, t]);
-            x = x + wpe.forward(pos); // [1, T, C] broadcast over B
+            x = x + to_f32(wpe.forward(pos)); // [1, T, C] broadcast over B
         }
         let mut hidden = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
@@ -147,9 +149,9 @@ impl Gpt {
             Some(head) => per_token(head, x),
             None => {
                 let [b, t, c] = x.dims();
-                let logits = x
-                    .reshape([b * t, c])
-                    .matmul(self.wte.weight.val().transpose());
+                let wte = self.wte.weight.val();
+                let x = to_dtype(x.reshape([b * t, c]), wte.dtype());
+                let logits = to_f32(x.matmul(wte.transpose()));
                 logits.reshape([b, t, self.wte.weight.dims()[0]])
             }
         };

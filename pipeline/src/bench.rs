@@ -7,7 +7,7 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator};
 use model::GptConfig;
-use model::train::{Batches, SplitMix64, shard_gradients};
+use model::train::{Batches, Precision, SplitMix64, shard_gradients};
 
 use crate::cli::BenchTarget;
 use crate::stages::Ctx;
@@ -107,6 +107,7 @@ fn train_tokens_per_second(
     cfg: &GptConfig,
     batch_size: usize,
     shards: usize,
+    precision: Precision,
     tokens: &[u32],
     device: &model::Device,
 ) -> f64 {
@@ -122,7 +123,7 @@ fn train_tokens_per_second(
     let mut step = |model: model::Gpt, i: usize| {
         let (x, y) = batches.random(1, i, 0, &ad);
         let mut grads = GradientsAccumulator::new();
-        for shard in shard_gradients(&model, x, y, shards, shards as f32) {
+        for shard in shard_gradients(&model, x, y, shards, shards as f32, precision) {
             grads.accumulate(&model, shard.grads);
         }
         optim.step(1e-3, model, grads.grads())
@@ -156,14 +157,28 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
         topk.n_params()
     );
     // Alternate the runs so drift in machine load hits all alike.
-    let (mut t, mut d, mut one) = (Vec::new(), Vec::new(), Vec::new());
+    let f32 = Precision::F32;
+    // The half type the device computes in, if any, measured against f32.
+    let half = [Precision::Bf16, Precision::F16]
+        .into_iter()
+        .find(|p| p.check(&device).is_ok());
+    let (mut t, mut d, mut one, mut low) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..2 {
-        t.push(train_tokens_per_second(&topk, b, shards, &tokens, &device));
-        d.push(train_tokens_per_second(&dense, b, shards, &tokens, &device));
-        one.push(train_tokens_per_second(&topk, b, 1, &tokens, &device));
+        t.push(train_tokens_per_second(
+            &topk, b, shards, f32, &tokens, &device,
+        ));
+        d.push(train_tokens_per_second(
+            &dense, b, shards, f32, &tokens, &device,
+        ));
+        one.push(train_tokens_per_second(&topk, b, 1, f32, &tokens, &device));
+        if let Some(half) = half {
+            low.push(train_tokens_per_second(
+                &topk, b, shards, half, &tokens, &device,
+            ));
+        }
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (t, d, one) = (best(&t), best(&d), best(&one));
+    let (t, d, one, low) = (best(&t), best(&d), best(&one), best(&low));
     println!("  topk : {t:>9.0} tokens/s");
     println!("  dense: {d:>9.0} tokens/s");
     println!(
@@ -174,6 +189,13 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
         "  topk unsharded (parallel_shards = 1): {one:.0} tokens/s; {shards} shards are {:.2}× faster",
         t / one
     );
+    if let Some(half) = half {
+        println!(
+            "  topk in {} (train.precision): {low:.0} tokens/s, {:.2}× f32",
+            half.name(),
+            low / t
+        );
+    }
     if let Some(peak) = peak_flops() {
         let achieved = 6.0 * topk.n_params() as f64 * t;
         println!(

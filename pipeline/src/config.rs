@@ -624,6 +624,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
     ),
     ("train.topk_anneal_steps", "steps of the k annealing"),
     (
+        "train.precision",
+        "\"f32\", \"bf16\" or \"f16\": float type of forward and backward (weights stay f32)",
+    ),
+    (
         "record.k",
         "entries recorded per token and layer (0 = model.topk_k); dense layers keep their top-k",
     ),

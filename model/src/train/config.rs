@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use super::Precision;
 use crate::{Error, Result};
 
 /// Optimisation and checkpointing of one training run. Both models of a run (TopK and dense)
@@ -45,6 +46,11 @@ pub struct TrainingConfig {
     pub topk_k_start: usize,
     /// Steps over which k is annealed.
     pub topk_anneal_steps: usize,
+    /// Float type of the forward and backward passes (`f32`, `bf16` or `f16`); weights and
+    /// optimizer state stay f32. f32 on a CPU, where the half types only add conversions;
+    /// bf16 on a GPU that computes in it.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn unsharded() -> usize {
@@ -73,6 +79,7 @@ impl TrainingConfig {
             // Dense at step 0 (d_model is 128), k from step 100 on.
             topk_k_start: 128,
             topk_anneal_steps: 100,
+            precision: Precision::F32,
         }
     }
 

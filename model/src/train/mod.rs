@@ -3,11 +3,14 @@
 mod batches;
 mod config;
 mod parallel;
+mod precision;
 mod schedule;
 mod trainer;
 
 pub use batches::{Batches, SplitMix64};
 pub use config::TrainingConfig;
 pub use parallel::{ShardGradients, shard_gradients};
+pub use precision::{Precision, compute_copy};
+pub(crate) use precision::{to_dtype, to_f32};
 pub use schedule::{checkpoint_steps, lr_at, topk_k_at};
 pub use trainer::{Progress, TrainOutcome, evaluate, train};

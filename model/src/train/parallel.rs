@@ -12,6 +12,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::{Precision, compute_copy};
 use crate::Gpt;
 
 /// One shard's contribution to an optimizer step.
@@ -27,16 +28,22 @@ pub struct ShardGradients {
 /// gradients. With `divisor = shards × micro-batches` the sum over shards and micro-batches is
 /// the gradient of the mean loss of the whole step.
 ///
-/// `batch` must be a multiple of `shards` (the training config checks it).
+/// `batch` must be a multiple of `shards` (the training config checks it). With a reduced
+/// `precision` the passes compute in it and the gradients are still f32.
 pub fn shard_gradients(
     model: &Gpt,
     tokens: Tensor<2, Int>,
     targets: Tensor<2, Int>,
     shards: usize,
     divisor: f32,
+    precision: Precision,
 ) -> Vec<ShardGradients> {
     let run = |model: &Gpt, tokens: Tensor<2, Int>, targets: Tensor<2, Int>| {
-        let loss = model.loss(tokens, targets).div_scalar(divisor);
+        let loss = match precision.compute_dtype() {
+            Some(dtype) => compute_copy(model, dtype).loss(tokens, targets),
+            None => model.loss(tokens, targets),
+        }
+        .div_scalar(divisor);
         let value = loss.clone().into_scalar::<f32>();
         ShardGradients {
             loss: value,

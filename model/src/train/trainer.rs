@@ -111,6 +111,7 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     model_cfg.validate()?;
     cfg.validate()?;
+    cfg.precision.check(device)?;
     let train = Batches {
         tokens: train_tokens,
         block_size: model_cfg.block_size,
@@ -220,7 +221,8 @@ pub fn train(
             let (x, y) = train.random(cfg.seed, step, micro, &ad);
             // forward and backward, shards at once: mean cross-entropy scaled so the summed
             // gradients are those of the step's mean loss
-            for shard in shard_gradients(&model, x, y, cfg.parallel_shards, divisor) {
+            let shards = shard_gradients(&model, x, y, cfg.parallel_shards, divisor, cfg.precision);
+            for shard in shards {
                 if !shard.loss.is_finite() {
                     return Err(Error::Training(format!(
                         "{name}: loss is {} at step {step}; the last good checkpoint is step {} in {}. \
