@@ -11,7 +11,6 @@ pub use crate::attention::KvCache;
 use crate::block::Block;
 use crate::config::{GptConfig, Positional};
 use crate::intervention::Intervention;
-use crate::loss::{TrainingLoss, training_cross_entropy};
 use crate::mlp::{INIT_STD, linear, per_token};
 use crate::train::{to_dtype, to_f32};
 
@@ -175,12 +174,13 @@ impl Gpt {
         .hidden
     }
 
-    /// Mean next-token cross-entropy (nats), to differentiate.
+    /// Mean next-token cross-entropy (nats).
     ///
     /// # Shapes
     /// - tokens, targets: `[B, T]`
-    pub fn loss(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> TrainingLoss {
-        training_cross_entropy(self.forward(tokens), targets)
+    pub fn loss(&self, tokens: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
+        let logits = self.forward(tokens);
+        cross_entropy(logits, targets)
     }
 
     /// The unembedding matrix `[d_model, vocab_size]` (logit lens of each neuron).
@@ -200,6 +200,14 @@ impl Gpt {
         }
         self
     }
+}
+
+/// Mean cross-entropy of logits `[B, T, V]` against targets `[B, T]`.
+pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    let [b, t, v] = logits.dims();
+    let logp = burn::tensor::activation::log_softmax(logits.reshape([b * t, v]), 1);
+    let picked = logp.gather(1, targets.reshape([b * t, 1])); // [B*T, 1]
+    picked.mean().neg()
 }
 
 #[cfg(test)]

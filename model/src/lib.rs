@@ -13,7 +13,6 @@ mod error;
 pub mod generate;
 mod gpt;
 mod intervention;
-mod loss;
 mod mlp;
 pub mod sae;
 pub mod train;
@@ -21,9 +20,8 @@ pub mod train;
 pub use activation::{TopK, TopKBy, top_entries};
 pub use config::{GptConfig, Positional, Preset};
 pub use error::{Error, Result};
-pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, Substitution};
+pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, Substitution, cross_entropy};
 pub use intervention::{Intervention, InterventionMode};
-pub use loss::{TrainingLoss, cross_entropy, training_cross_entropy};
 
 /// The burn device type every function here takes.
 pub use burn::tensor::Device;

@@ -42,10 +42,12 @@ pub fn shard_gradients(
         let loss = match precision.compute_dtype() {
             Some(dtype) => compute_copy(model, dtype).loss(tokens, targets),
             None => model.loss(tokens, targets),
-        };
+        }
+        .div_scalar(divisor);
+        let value = loss.clone().into_scalar::<f32>();
         ShardGradients {
-            loss: loss.value / divisor,
-            grads: GradientsParams::from_grads(loss.tensor.div_scalar(divisor).backward(), model),
+            loss: value,
+            grads: GradientsParams::from_grads(loss.backward(), model),
         }
     };
     if shards <= 1 {

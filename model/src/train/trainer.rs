@@ -13,8 +13,7 @@ use super::{Batches, TrainingConfig, checkpoint_steps, lr_at, shard_gradients, t
 use crate::checkpoint::{
     self, Checkpoint, CheckpointMeta, ModelCard, TrainState, list_checkpoints,
 };
-use crate::gpt::ForwardInput;
-use crate::loss::cross_entropy;
+use crate::gpt::{ForwardInput, cross_entropy};
 use crate::{Error, Gpt, GptConfig, Result};
 
 /// Reported after every optimizer step.
