@@ -86,13 +86,7 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
     let cfg = common::tiny();
     let schedule = |steps| TrainingConfig {
         steps,
-        batch_size: 8,
-        lr: 1e-2,
-        warmup_steps: 2,
-        checkpoint_every: 4,
-        eval_batches: 2,
-        topk_k_start: 0,
-        ..TrainingConfig::tiny()
+        ..short_schedule()
     };
     let data = common::pattern(2000);
     let Some(gpu) = wgpu_device() else {
@@ -164,15 +158,8 @@ fn half_precision_training_on_wgpu_learns_where_the_adapter_computes_in_it() {
         let last_loss = |device| {
             let dir = tempfile::tempdir().unwrap();
             let cfg = TrainingConfig {
-                steps: 8,
-                batch_size: 8,
-                lr: 1e-2,
-                warmup_steps: 2,
-                checkpoint_every: 4,
-                eval_batches: 2,
-                topk_k_start: 0,
                 precision,
-                ..TrainingConfig::tiny()
+                ..short_schedule()
             };
             let out = train(
                 "topk",
@@ -201,6 +188,21 @@ fn half_precision_training_on_wgpu_learns_where_the_adapter_computes_in_it() {
             "{}: wgpu {y} from {first}",
             precision.name()
         );
+    }
+}
+
+/// 8 steps of the tiny test model, checkpoints every 4, at the final k from the start.
+#[cfg(feature = "wgpu")]
+fn short_schedule() -> model::train::TrainingConfig {
+    model::train::TrainingConfig {
+        steps: 8,
+        batch_size: 8,
+        lr: 1e-2,
+        warmup_steps: 2,
+        checkpoint_every: 4,
+        eval_batches: 2,
+        topk_k_start: 0,
+        ..model::train::TrainingConfig::tiny()
     }
 }
 
