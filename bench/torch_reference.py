@@ -8,6 +8,9 @@ largest values), AdamW. Run it on the same machine in the same sitting as the Ru
     python3 -m venv /tmp/torch && /tmp/torch/bin/pip install torch
     /tmp/torch/bin/python bench/torch_reference.py --threads 2
     cargo pipeline bench train
+
+On a GPU, beside `cargo run -p model --features wgpu --example train_speed -- backend=wgpu`
+(same shape arguments): `python3 bench/torch_reference.py --device cuda`.
 """
 import argparse
 import time
@@ -54,40 +57,56 @@ class Gpt(nn.Module):
         self.ln_f, self.lm_head = nn.LayerNorm(d), nn.Linear(d, vocab)
 
     def forward(self, idx):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for blk in self.blocks:
             x = blk(x)
         return self.lm_head(self.ln_f(x))
 
 
-def tokens_per_second(dense, args):
+def tokens_per_second(dense, a):
     torch.manual_seed(1)
-    model = Gpt(2048, 64, 128, 4, 4, 512, 32, 4 if dense else 1)
+    dev = torch.device(a.device)
+    model = Gpt(a.vocab, a.block, a.d_model, a.heads, a.layers, a.d_ff, a.k,
+                a.layers if dense else a.n_nontopk).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data = torch.randint(0, 2048, (200_000,))
+    data = torch.randint(0, a.vocab, (200_000,), device=dev)
+    t, b = a.block, a.batch
 
     def step():
-        starts = torch.randint(0, len(data) - 65, (16,))
-        x = torch.stack([data[s:s + 64] for s in starts])
-        y = torch.stack([data[s + 1:s + 65] for s in starts])
-        loss = F.cross_entropy(model(x).view(-1, 2048), y.view(-1))
+        starts = torch.randint(0, len(data) - t - 1, (b,), device=dev)
+        idx = starts[:, None] + torch.arange(t + 1, device=dev)
+        x, y = data[idx[:, :-1]], data[idx[:, 1:]]
+        loss = F.cross_entropy(model(x).view(-1, a.vocab), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
 
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     for _ in range(3):
         step()
+    sync()
     start = time.perf_counter()
-    for _ in range(15):
+    for _ in range(a.steps):
         step()
-    return 15 * 16 * 64 / (time.perf_counter() - start)
+    sync()
+    return a.steps * b * t / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    # The tiny preset's shape; pass another preset's to compare at that size.
+    for name, default in [("vocab", 2048), ("block", 64), ("d_model", 128), ("heads", 4),
+                          ("layers", 4), ("d_ff", 512), ("k", 32), ("n_nontopk", 1),
+                          ("batch", 16), ("steps", 15)]:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=default)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} threads, d_model {args.d_model}, "
+          f"{args.layers} layers, batch {args.batch} x {args.block}")
     print(f"  topk : {tokens_per_second(False, args):9.0f} tokens/s")
     print(f"  dense: {tokens_per_second(True, args):9.0f} tokens/s")

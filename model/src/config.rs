@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::activation::TopKBy;
+use crate::activation::{TopKBy, TopKSelect};
 use crate::{Error, Result};
 
 /// How token positions enter the model.
@@ -54,6 +54,9 @@ pub struct GptConfig {
     /// Apply ReLU to the kept entries.
     #[serde(default)]
     pub topk_relu: bool,
+    /// Where TopK chooses the kept entries (the result is the same up to ties).
+    #[serde(default)]
+    pub topk_select: TopKSelect,
     /// Position encoding.
     #[serde(default)]
     pub positional: Positional,
@@ -77,6 +80,7 @@ impl GptConfig {
             n_nontopk: 1,
             topk_by: TopKBy::Value,
             topk_relu: false,
+            topk_select: TopKSelect::Auto,
             positional: Positional::Learned,
             tie_embeddings: false,
         }

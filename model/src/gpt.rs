@@ -83,9 +83,9 @@ impl GptConfig {
         };
         let blocks = (0..self.n_layers)
             .map(|layer| {
-                let topk = self
-                    .is_topk_layer(layer)
-                    .then(|| TopK::new(self.topk_k, self.topk_by, self.topk_relu));
+                let topk = self.is_topk_layer(layer).then(|| {
+                    TopK::new(self.topk_k, self.topk_by, self.topk_relu, self.topk_select)
+                });
                 Block::new(self.d_model, self.n_heads, self.d_ff, topk, device)
             })
             .collect();

@@ -17,7 +17,7 @@ mod mlp;
 pub mod sae;
 pub mod train;
 
-pub use activation::{TopK, TopKBy, top_entries};
+pub use activation::{TopK, TopKBy, TopKSelect, top_entries};
 pub use config::{GptConfig, Positional, Preset};
 pub use error::{Error, Result};
 pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, Substitution, cross_entropy};

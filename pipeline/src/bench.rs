@@ -4,17 +4,10 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator};
-use model::GptConfig;
-use model::train::{Batches, Precision, SplitMix64, shard_gradients};
+use model::train::{self, SpeedRun, synthetic_tokens};
 
 use crate::cli::BenchTarget;
 use crate::stages::Ctx;
-
-/// Warm-up and measured steps per model.
-const WARMUP_STEPS: usize = 3;
-const MEASURED_STEPS: usize = 15;
 
 /// Runs a benchmark.
 pub fn run(ctx: &Ctx, what: BenchTarget, rows: usize, memory_limit: usize) -> Result<()> {
@@ -74,11 +67,6 @@ fn bench_sae(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn synthetic_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
-    let mut rng = SplitMix64::new(seed, 0);
-    (0..n).map(|_| rng.below(vocab) as u32).collect()
-}
-
 /// Estimated peak f32 FLOP/s: cores × clock × FLOP per cycle, 32 (two 8-wide FMA units)
 /// or, where the CPU has AVX-512, 64 (two 16-wide ones, as on AMD Zen 5 and Intel server
 /// cores; an over-estimate for CPUs that split 512-bit operations in two).
@@ -101,48 +89,9 @@ fn peak_flops() -> Option<f64> {
     Some(cores * mhz * 1e6 * flop_per_cycle)
 }
 
-/// Training tokens/s of one model config (forward + backward + AdamW), each batch split into
-/// `shards` shards trained at once, as `train` does.
-fn train_tokens_per_second(
-    cfg: &GptConfig,
-    batch_size: usize,
-    shards: usize,
-    precision: Precision,
-    tokens: &[u32],
-    device: &model::Device,
-) -> f64 {
-    let ad = device.clone().autodiff();
-    ad.seed(1);
-    let mut model = cfg.init(&ad);
-    let mut optim = AdamWConfig::new().init();
-    let batches = Batches {
-        tokens,
-        block_size: cfg.block_size,
-        batch_size,
-    };
-    let mut step = |model: model::Gpt, i: usize| {
-        let (x, y) = batches.random(1, i, 0, &ad);
-        let mut grads = GradientsAccumulator::new();
-        for shard in shard_gradients(&model, x, y, shards, shards as f32, precision) {
-            grads.accumulate(&model, shard.grads);
-        }
-        optim.step(1e-3, model, grads.grads())
-    };
-    for i in 0..WARMUP_STEPS {
-        model = step(model, i);
-    }
-    let started = Instant::now();
-    for i in 0..MEASURED_STEPS {
-        model = step(model, WARMUP_STEPS + i);
-    }
-    let _ = model.valid();
-    (MEASURED_STEPS * batch_size * cfg.block_size) as f64 / started.elapsed().as_secs_f64()
-}
-
 fn bench_train(ctx: &Ctx) -> Result<()> {
     let device = model::device(&ctx.cfg.run.backend)?;
     let topk = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
-    let dense = topk.dense();
     let tokens = synthetic_tokens(topk.vocab_size, 200_000, 7);
     let b = ctx.cfg.train.batch_size;
     let shards = ctx.cfg.train.parallel_shards;
@@ -156,47 +105,12 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
         topk.block_size,
         topk.n_params()
     );
-    // Alternate the runs so drift in machine load hits all alike.
-    let f32 = Precision::F32;
-    // The half type the device computes in, if any, measured against f32.
-    let half = [Precision::Bf16, Precision::F16]
-        .into_iter()
-        .find(|p| p.check(&device).is_ok());
-    let (mut t, mut d, mut one, mut low) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..2 {
-        t.push(train_tokens_per_second(
-            &topk, b, shards, f32, &tokens, &device,
-        ));
-        d.push(train_tokens_per_second(
-            &dense, b, shards, f32, &tokens, &device,
-        ));
-        one.push(train_tokens_per_second(&topk, b, 1, f32, &tokens, &device));
-        if let Some(half) = half {
-            low.push(train_tokens_per_second(
-                &topk, b, shards, half, &tokens, &device,
-            ));
-        }
-    }
-    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
-    let (t, d, one, low) = (best(&t), best(&d), best(&one), best(&low));
-    println!("  topk : {t:>9.0} tokens/s");
-    println!("  dense: {d:>9.0} tokens/s");
-    println!(
-        "  TopK overhead: {:+.1}% (target ≤ +10%)",
-        (d / t - 1.0) * 100.0
-    );
-    println!(
-        "  topk unsharded (parallel_shards = 1): {one:.0} tokens/s; {shards} shards are {:.2}× faster",
-        t / one
-    );
-    if let Some(half) = half {
-        println!(
-            "  topk in {} (train.precision): {low:.0} tokens/s, {:.2}× f32",
-            half.name(),
-            low / t
-        );
-    }
-    if let Some(peak) = peak_flops() {
+    let speed = train::compare(&topk, b, shards, &tokens, &device, SpeedRun::default());
+    println!("{speed}");
+    let t = speed.topk;
+    // The CPU's peak means nothing for a GPU run.
+    let on_cpu = ctx.cfg.run.backend != "wgpu";
+    if let Some(peak) = peak_flops().filter(|_| on_cpu) {
         let achieved = 6.0 * topk.n_params() as f64 * t;
         println!(
             "  achieved {:.2} GFLOP/s (6 × params × tokens/s) of an estimated peak {:.0} GFLOP/s: {:.1}%",

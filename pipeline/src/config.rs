@@ -590,6 +590,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "\"value\" (largest signed values) or \"abs\" (largest magnitudes)",
     ),
     ("model.topk_relu", "apply ReLU to kept entries"),
+    (
+        "model.topk_select",
+        "where TopK selects: \"auto\", \"host\" or \"device\"",
+    ),
     ("model.positional", "\"learned\" or \"rope\""),
     (
         "model.tie_embeddings",

@@ -2,7 +2,7 @@
 //! `TopK(x) = x ⊙ 1[x ∈ top_k(x)]`, applied per token over the last (feature) axis.
 
 use burn::prelude::*;
-use burn::tensor::{IndexingUpdateOp, TensorData};
+use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 /// What "largest" means when choosing the k kept entries.
@@ -16,11 +16,24 @@ pub enum TopKBy {
     Abs,
 }
 
+/// Where TopK chooses the kept entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TopKSelect {
+    /// On the host when the model runs on the CPU, on the device otherwise.
+    #[default]
+    Auto,
+    /// Copy the scores to the host, select in linear time there and multiply by a 0/1 mask.
+    Host,
+    /// A per-row threshold found by bisection with device ops, then the 0/1 mask, all on the
+    /// device: no sort and no copy to the host.
+    Device,
+}
+
 /// Keeps the `k` largest entries of the last axis and zeroes the rest.
 ///
-/// Exactly `k` entries survive even with ties: on the CPU equal values are ordered by position
-/// (lower index first; on other devices burn's sort decides). Gradients reach the kept entries
-/// unchanged and the dropped ones not at all.
+/// Exactly `k` entries survive even with ties: equal values are ordered by position (lower
+/// index first). Gradients reach the kept entries unchanged and the dropped ones not at all.
 #[derive(Module, Debug)]
 pub struct TopK {
     /// Entries kept per token.
@@ -29,15 +42,22 @@ pub struct TopK {
     pub by_abs: bool,
     /// Apply ReLU to the kept values (a kept negative value becomes zero).
     pub relu: bool,
+    /// Choose on the host (true) or on the device.
+    pub on_host: Option<bool>,
 }
 
 impl TopK {
-    /// A TopK activation keeping `k` entries chosen by `by`.
-    pub fn new(k: usize, by: TopKBy, relu: bool) -> Self {
+    /// A TopK activation keeping `k` entries chosen by `by`, selected where `select` says.
+    pub fn new(k: usize, by: TopKBy, relu: bool, select: TopKSelect) -> Self {
         Self {
             k,
             by_abs: by == TopKBy::Abs,
             relu,
+            on_host: match select {
+                TopKSelect::Auto => None,
+                TopKSelect::Host => Some(true),
+                TopKSelect::Device => Some(false),
+            },
         }
     }
 
@@ -54,10 +74,10 @@ impl TopK {
         if self.k == d && !self.relu {
             return x;
         }
-        let kept = if on_cpu(&x) {
+        let kept = if self.on_host.unwrap_or_else(|| on_cpu(&x)) {
             self.keep_by_mask(x)
         } else {
-            self.keep_by_scatter(x)
+            self.keep_by_threshold(x)
         };
         if self.relu {
             burn::tensor::activation::relu(kept)
@@ -78,7 +98,7 @@ impl TopK {
     /// On the CPU: choose the kept entries of each row with a linear-time selection on the host
     /// and multiply by the 0/1 mask, whose gradient is the mask itself. A sort of every row, as
     /// `topk_with_indices` does, cost more than the rest of the activation.
-    pub(crate) fn keep_by_mask<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    fn keep_by_mask<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let shape = x.shape();
         let d = x.dims()[D - 1];
         let scores = self
@@ -98,15 +118,52 @@ impl TopK {
         x * mask
     }
 
-    /// On other devices: a scatter of a gather of the input at `topk_with_indices`' positions,
-    /// which stays on the device.
-    pub(crate) fn keep_by_scatter<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let (_, idx) = self.scores(&x).topk_with_indices(self.k, D - 1);
-        let kept = x.clone().gather(D - 1, idx.clone());
-        x.zeros_like()
-            .scatter(D - 1, idx, kept, IndexingUpdateOp::Add)
+    /// On other devices: per row, bisect for a threshold between the k-th and the (k+1)-th
+    /// largest score, keep what is above it and, of the entries left inside the final interval
+    /// (ties, or values closer than 2^-32 of the row's range), the first by position. With a
+    /// sort of every row (burn's `topk_with_indices`) 8 training steps at d_model 1024 did not
+    /// finish in 80 s on an H200; this takes 6.5% of a step there.
+    fn keep_by_threshold<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let shape = x.shape();
+        let d = x.dims()[D - 1];
+        let n = shape.num_elements() / d;
+        let scores: Tensor<2> = self.scores(&x).reshape([n, d]);
+        // Invariant: at least k scores ≥ lo, fewer than k ≥ hi.
+        let mut lo = scores.clone().min_dim(1);
+        let max = scores.clone().max_dim(1);
+        let mut hi = max.clone() + (max - lo.clone()) + 1.0;
+        let at_least = |t: &Tensor<2>| {
+            scores
+                .clone()
+                .greater_equal(t.clone().expand([n, d]))
+                .int()
+                .sum_dim(1)
+        };
+        for _ in 0..BISECTION_STEPS {
+            let mid = (lo.clone() + hi.clone()) / 2.0;
+            let enough = at_least(&mid).greater_equal_elem(self.k as i64);
+            lo = lo.mask_where(enough.clone(), mid.clone());
+            hi = mid.mask_where(enough, hi);
+        }
+        let above = scores.clone().greater_equal(hi.clone().expand([n, d]));
+        let room = at_least(&hi).neg() + self.k as i64;
+        let inside = scores
+            .clone()
+            .greater_equal(lo.expand([n, d]))
+            .bool_and(above.clone().bool_not());
+        let first = inside
+            .clone()
+            .int()
+            .cumsum(1)
+            .lower_equal(room.expand([n, d]));
+        let mask = above.bool_or(inside.bool_and(first));
+        x * mask.float().reshape(shape)
     }
 }
+
+/// Halvings of each row's score range in [`TopK::keep_by_threshold`]: 2^-32 of the range is
+/// below f32's resolution for all but the smallest entries.
+const BISECTION_STEPS: usize = 32;
 
 /// The `k` entries of each token's hidden state that describe it as features: by magnitude in a
 /// TopK layer (so exactly its kept, non-zero entries, even negative ones) or when `by_abs`;
@@ -219,10 +276,10 @@ mod tests {
             TensorData::from([[0.5, -3.0, 2.0, 1.0, -0.1], [4.0, 3.0, -5.0, 0.0, 2.5]]),
             &device,
         );
-        let y = rows(TopK::new(2, TopKBy::Value, false).forward(x.clone()));
+        let y = rows(TopK::new(2, TopKBy::Value, false, TopKSelect::Auto).forward(x.clone()));
         assert_eq!(y[0], vec![0.0, 0.0, 2.0, 1.0, 0.0]);
         assert_eq!(y[1], vec![4.0, 3.0, 0.0, 0.0, 0.0]);
-        let y = rows(TopK::new(2, TopKBy::Abs, false).forward(x));
+        let y = rows(TopK::new(2, TopKBy::Abs, false, TopKSelect::Auto).forward(x));
         assert_eq!(y[0], vec![0.0, -3.0, 2.0, 0.0, 0.0]);
         assert_eq!(y[1], vec![4.0, 0.0, -5.0, 0.0, 0.0]);
     }
@@ -233,36 +290,43 @@ mod tests {
         device.seed(7);
         let x = normal([4, 8, 64], &device);
         let k = 5;
-        let y = TopK::new(k, TopKBy::Value, false).forward(x.clone());
-        let xs = x.into_data().try_into_vec::<f32>().unwrap();
-        let ys = y.into_data().try_into_vec::<f32>().unwrap();
-        for (xr, yr) in xs.chunks(64).zip(ys.chunks(64)) {
-            let mut sorted = xr.to_vec();
-            sorted.sort_by(|a, b| b.total_cmp(a));
-            let kept: Vec<f32> = yr.iter().copied().filter(|v| *v != 0.0).collect();
-            assert_eq!(kept.len(), k);
-            let mut kept_sorted = kept.clone();
-            kept_sorted.sort_by(|a, b| b.total_cmp(a));
-            assert_eq!(kept_sorted, sorted[..k].to_vec());
+        let xs = x.clone().into_data().try_into_vec::<f32>().unwrap();
+        for select in [TopKSelect::Host, TopKSelect::Device] {
+            let y = TopK::new(k, TopKBy::Value, false, select).forward(x.clone());
+            let ys = y.into_data().try_into_vec::<f32>().unwrap();
+            for (xr, yr) in xs.chunks(64).zip(ys.chunks(64)) {
+                let mut sorted = xr.to_vec();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let kept: Vec<f32> = yr.iter().copied().filter(|v| *v != 0.0).collect();
+                assert_eq!(kept.len(), k);
+                let mut kept_sorted = kept.clone();
+                kept_sorted.sort_by(|a, b| b.total_cmp(a));
+                assert_eq!(kept_sorted, sorted[..k].to_vec());
+            }
         }
     }
 
     #[test]
     fn ties_are_broken_by_position_and_keep_exactly_k() {
         let device = Device::flex();
-        let x = Tensor::<2>::from_data(TensorData::from([[1.0, 2.0, 2.0, 2.0, 0.0]]), &device);
-        let a = rows(TopK::new(2, TopKBy::Value, false).forward(x.clone()));
-        let b = rows(TopK::new(2, TopKBy::Value, false).forward(x));
-        assert_eq!(a, b, "deterministic");
-        assert_eq!(a[0].iter().filter(|v| **v != 0.0).count(), 2);
-        assert_eq!(a[0], vec![0.0, 2.0, 2.0, 0.0, 0.0]);
+        let x = Tensor::<2>::from_data(
+            TensorData::from([[1.0, 2.0, 2.0, 2.0, 0.0], [3.0, 3.0, 3.0, 3.0, 3.0]]),
+            &device,
+        );
+        for select in [TopKSelect::Host, TopKSelect::Device] {
+            let a = rows(TopK::new(2, TopKBy::Value, false, select).forward(x.clone()));
+            let b = rows(TopK::new(2, TopKBy::Value, false, select).forward(x.clone()));
+            assert_eq!(a, b, "deterministic");
+            assert_eq!(a[0], vec![0.0, 2.0, 2.0, 0.0, 0.0], "{select:?}");
+            assert_eq!(a[1], vec![3.0, 3.0, 0.0, 0.0, 0.0], "{select:?}");
+        }
     }
 
     #[test]
     fn relu_zeroes_kept_negatives() {
         let device = Device::flex();
         let x = Tensor::<2>::from_data(TensorData::from([[-1.0, -2.0, 3.0, -4.0]]), &device);
-        let y = rows(TopK::new(2, TopKBy::Value, true).forward(x));
+        let y = rows(TopK::new(2, TopKBy::Value, true, TopKSelect::Auto).forward(x));
         assert_eq!(y[0], vec![0.0, 0.0, 3.0, 0.0]);
     }
 
@@ -273,7 +337,7 @@ mod tests {
         let w = [[0.7f32, 1.1, -2.0, 0.5, 3.0, 0.25]];
         let x = Tensor::<2>::from_data(TensorData::from(values), &device).require_grad();
         let weights = Tensor::<2>::from_data(TensorData::from(w), &device);
-        let topk = TopK::new(3, TopKBy::Value, false);
+        let topk = TopK::new(3, TopKBy::Value, false, TopKSelect::Auto);
         let loss = (topk.forward(x.clone()) * weights).sum();
         let grads = loss.backward();
         let g = x
@@ -306,31 +370,23 @@ mod tests {
     }
 
     #[test]
-    fn the_cpu_mask_and_the_device_scatter_keep_the_same_entries_and_gradients() {
+    fn host_and_device_selection_keep_the_same_entries_and_gradients() {
         let device = Device::flex().autodiff();
         device.seed(11);
-        // No ties: burn's sort-based `topk_with_indices` leaves a tie at the k-th entry to
-        // chance (the CPU path's tie rule is checked against a stable sort above).
-        let x = normal([3, 5, 32], &device);
+        // Continuous values, and values rounded to tenths: ties, also at the k-th entry.
+        let continuous = normal([3, 5, 32], &device);
+        let rounded = (continuous.clone() * 10.0).round() / 10.0;
         let w = normal([3, 5, 32], &device);
-        for (by, relu) in [
-            (TopKBy::Value, false),
-            (TopKBy::Abs, false),
-            (TopKBy::Value, true),
+        for (x, by, relu) in [
+            (&continuous, TopKBy::Value, false),
+            (&continuous, TopKBy::Abs, false),
+            (&continuous, TopKBy::Value, true),
+            (&rounded, TopKBy::Value, false),
+            (&rounded, TopKBy::Abs, false),
         ] {
-            let topk = TopK::new(7, by, relu);
-            let run = |mask: bool| {
+            let run = |select: TopKSelect| {
                 let x = x.clone().detach().require_grad();
-                let y = if mask {
-                    topk.keep_by_mask(x.clone())
-                } else {
-                    topk.keep_by_scatter(x.clone())
-                };
-                let y = if relu {
-                    burn::tensor::activation::relu(y)
-                } else {
-                    y
-                };
+                let y = TopK::new(7, by, relu, select).forward(x.clone());
                 let grads = (y.clone() * w.clone()).sum().backward();
                 let g = x
                     .grad(&grads)
@@ -340,7 +396,9 @@ mod tests {
                     .unwrap();
                 (y.into_data().try_into_vec::<f32>().unwrap(), g)
             };
-            assert_eq!(run(true), run(false), "{by:?}, relu {relu}");
+            let host = run(TopKSelect::Host);
+            assert_eq!(host, run(TopKSelect::Device), "{by:?}, relu {relu}");
+            assert_eq!(host, run(TopKSelect::Auto), "{by:?}, relu {relu}");
         }
     }
 

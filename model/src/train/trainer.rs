@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator};
 use burn::prelude::*;
 use rayon::prelude::*;
@@ -141,8 +141,7 @@ pub fn train(
 
     // --- init (or resume)
     let ad = device.clone().autodiff();
-    ad.seed(cfg.seed);
-    let model = model_cfg.init(&ad);
+    let model = init_on_cpu(model_cfg, cfg.seed).fork(&ad);
     let mut optim_cfg = AdamWConfig::new()
         .with_beta_1(cfg.beta1)
         .with_beta_2(cfg.beta2)
@@ -266,4 +265,23 @@ pub fn train(
         resumed_from,
         tokens_per_second: if ran > 0.0 { ran / elapsed } else { 0.0 },
     })
+}
+
+/// The initial weights from `seed`, drawn on the CPU and tracked for gradients; move them with
+/// `fork`. Every backend's random generator draws differently, so runs on different backends
+/// start from the same weights only this way.
+pub fn init_on_cpu(cfg: &GptConfig, seed: u64) -> Gpt {
+    let cpu = Device::flex().autodiff();
+    cpu.seed(seed);
+    // burn draws a parameter when it is first used, on the device it is on by then: draw all
+    // now, here.
+    cfg.init(&cpu).map(&mut DrawNow)
+}
+
+struct DrawNow;
+
+impl ModuleMapper for DrawNow {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|w| w)
+    }
 }
