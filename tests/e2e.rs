@@ -304,6 +304,40 @@ fn bad_input_fails_with_a_named_error_and_writes_nothing() {
 }
 
 #[test]
+fn a_second_process_on_the_same_run_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["prepare"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = tmp.path().join("e2e");
+    let manifest = std::fs::read(run.join("manifest.json")).unwrap();
+    let tokens = std::fs::read(run.join("prepare/tokens.parquet")).unwrap();
+
+    // This process plays the first pipeline, in the middle of a stage.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(run.join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["prepare", "--force"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("another pipeline process") && err.contains(".lock"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(std::fs::read(run.join("manifest.json")).unwrap(), manifest);
+    assert_eq!(
+        std::fs::read(run.join("prepare/tokens.parquet")).unwrap(),
+        tokens
+    );
+
+    drop(lock);
+    let out = pipeline(tmp.path(), &fixture(), &["prepare", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn config_show_applies_overrides_and_rejects_bad_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let out = pipeline(

@@ -12,7 +12,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::config::PipelineConfig;
@@ -45,6 +45,32 @@ impl Ctx {
     /// A path inside the run directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.run_dir.join(rel)
+    }
+
+    /// Locks the run directory for one stage's writes (`<run>/.lock`, released when the returned
+    /// file is dropped or the process ends): a second process running a stage on the same run
+    /// stops instead of writing over the first one's files. Queries only read and take no lock.
+    fn lock_run(&self) -> Result<std::fs::File> {
+        let path = self.path(".lock");
+        std::fs::create_dir_all(&self.run_dir)
+            .with_context(|| format!("cannot create {}", self.run_dir.display()))?;
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another pipeline process is running a stage on {} (it holds {}); wait for it to finish, or give this one another run.name",
+                self.run_dir.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 
     /// Runs one stage with its bookkeeping:
@@ -99,6 +125,7 @@ impl Ctx {
             _ => {}
         }
         let checked = check()?;
+        let _lock = self.lock_run()?;
         let started = Instant::now();
         self.init_manifest(&mut manifest);
         manifest.stages.insert(
