@@ -122,73 +122,103 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
     let on_cpu = run(cpu_dir.path(), &cpu, &mut |_| {}).unwrap();
     let on_gpu = run(gpu_dir.path(), &gpu, &mut |_| {}).unwrap();
     assert_eq!(on_gpu.resumed_from, Some(2));
-    let losses = |o: &model::train::TrainOutcome| -> Vec<(usize, f32)> {
-        o.checkpoints
-            .iter()
-            .map(|c| (c.meta.step, c.meta.val_loss.unwrap()))
-            .collect()
-    };
-    let (a, b) = (losses(&on_cpu), losses(&on_gpu));
-    eprintln!("validation loss by step, flex: {a:?}");
-    eprintln!("validation loss by step, wgpu: {b:?}");
-    assert_eq!(a.len(), b.len());
-    for ((step, x), (_, y)) in a.iter().zip(&b) {
-        assert!(
-            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
-            "step {step}: flex {x}, wgpu {y}"
-        );
-    }
+    assert_curves_agree("resumed", &losses(&on_cpu), &losses(&on_gpu));
 }
 
 #[cfg(feature = "wgpu")]
 #[test]
-fn half_precision_training_on_wgpu_learns_where_the_adapter_computes_in_it() {
-    use model::train::{Precision, TrainingConfig, train};
+fn a_run_started_on_wgpu_starts_from_the_cpu_runs_weights_and_follows_it() {
+    let Some(gpu) = wgpu_device() else {
+        return;
+    };
+    let cpu = burn::prelude::Device::flex();
+    // Before the initial weights were drawn on the CPU, step 0 already differed (each backend's
+    // random generator draws its own weights).
+    assert_curves_agree(
+        "from scratch",
+        &val_losses(&cpu, short_schedule()),
+        &val_losses(&gpu, short_schedule()),
+    );
+}
+
+/// Validation losses by checkpoint of a flex run and a wgpu run, equal within 1e-3.
+#[cfg(feature = "wgpu")]
+fn assert_curves_agree(what: &str, a: &[(usize, f32)], b: &[(usize, f32)]) {
+    eprintln!("validation loss by step, {what}, flex: {a:?}");
+    eprintln!("validation loss by step, {what}, wgpu: {b:?}");
+    assert_eq!(a.len(), b.len());
+    for ((step, x), (_, y)) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= 1e-3 * x.abs().max(1.0),
+            "{what}, step {step}: flex {x}, wgpu {y}"
+        );
+    }
+}
+
+/// Step and validation loss of each checkpoint.
+#[cfg(feature = "wgpu")]
+fn losses(outcome: &model::train::TrainOutcome) -> Vec<(usize, f32)> {
+    outcome
+        .checkpoints
+        .iter()
+        .map(|c| (c.meta.step, c.meta.val_loss.unwrap()))
+        .collect()
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn half_precision_training_on_wgpu_follows_flex_where_the_adapter_computes_in_it() {
+    use model::train::{Precision, TrainingConfig};
 
     let Some(gpu) = wgpu_device() else {
         return;
     };
-    let data = common::pattern(2000);
     let cpu = burn::prelude::Device::flex();
     for precision in [Precision::Bf16, Precision::F16] {
         if let Err(e) = precision.check(&gpu) {
             eprintln!("SKIPPED {}: {e}", precision.name());
             continue;
         }
-        let last_loss = |device| {
-            let dir = tempfile::tempdir().unwrap();
-            let cfg = TrainingConfig {
-                precision,
-                ..short_schedule()
-            };
-            let out = train(
-                "topk",
-                &common::tiny(),
-                &cfg,
-                &data,
-                &data,
-                dir.path(),
-                device,
-                &mut |_| {},
-            )
-            .unwrap();
-            let loss = |i: usize| out.checkpoints[i].meta.val_loss.unwrap();
-            (loss(0), loss(out.checkpoints.len() - 1))
+        let cfg = TrainingConfig {
+            precision,
+            ..short_schedule()
         };
-        let ((_, x), (first, y)) = (last_loss(&cpu), last_loss(&gpu));
+        let last = |device| *val_losses(device, cfg.clone()).last().unwrap();
+        let ((_, x), (_, y)) = (last(&cpu), last(&gpu));
         eprintln!(
-            "{}: validation loss after 8 steps, flex {x}, wgpu {y} (from {first})",
+            "{}: validation loss after 8 steps, flex {x}, wgpu {y}",
             precision.name()
         );
-        // Measured on Mesa's software adapter, f16: flex 1.613 (f32: 1.611), wgpu 1.801 (from
-        // 2.78). Its half-precision products round and accumulate differently from flex's, so
-        // only learning is asserted, not agreement.
+        // Measured, f16: flex 1.61331, wgpu 1.61334 on Mesa's software adapter and 1.61331 on
+        // an H200; the products round differently, hence a tolerance wider than f32's.
         assert!(
-            y < 0.8 * first,
-            "{}: wgpu {y} from {first}",
+            (x - y).abs() <= 1e-2 * x,
+            "{}: flex {x}, wgpu {y}",
             precision.name()
         );
     }
+}
+
+/// Validation loss by checkpoint of the tiny test model trained from scratch on `device`.
+#[cfg(feature = "wgpu")]
+fn val_losses(
+    device: &burn::prelude::Device,
+    schedule: model::train::TrainingConfig,
+) -> Vec<(usize, f32)> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::pattern(2000);
+    let out = model::train::train(
+        "topk",
+        &common::tiny(),
+        &schedule,
+        &data,
+        &data,
+        dir.path(),
+        device,
+        &mut |_| {},
+    )
+    .unwrap();
+    losses(&out)
 }
 
 /// 8 steps of the tiny test model, checkpoints every 4, at the final k from the start.
