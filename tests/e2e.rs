@@ -358,6 +358,27 @@ fn config_show_applies_overrides_and_rejects_bad_keys() {
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("record.k"), "{}", stderr(&out));
+
+    // --backend is --set run.backend; one this build lacks is named with what to do.
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["config", "show", "--backend", "flex"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("backend = \"flex\"")
+    );
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["config", "show", "--backend", "tpu"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("run.backend") && err.contains("tpu"), "{err}");
 }
 
 /// Headless Chromium, as installed by `scripts/setup.sh`, if any.

@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// Log JSON lines to stderr (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Compute backend of training, recording and steering: flex (pure-Rust CPU, the default)
+    /// or wgpu (a GPU; build with `--features wgpu`). Sets run.backend.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub backend: Option<String>,
     /// Query engine of `analyze`, `sql` and `bench analyze`: datafusion (in this process, the
     /// default) or ballista (a cluster; see `pipeline cluster start`). Sets engine.kind.
     #[arg(long, global = true, value_parser = ["datafusion", "ballista"])]

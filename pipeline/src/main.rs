@@ -40,8 +40,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
-    // --engine and --scheduler are shorthands for --set engine.*; explicit --set wins.
+    // --backend, --engine and --scheduler are shorthands for --set; explicit --set wins.
     let mut sets: Vec<String> = [
+        ("run.backend", &g.backend),
         ("engine.kind", &g.engine),
         ("engine.scheduler", &g.scheduler),
     ]
