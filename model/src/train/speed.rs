@@ -70,7 +70,7 @@ pub fn tokens_per_second(
     for i in 0..run.measured_steps {
         model = step(model, run.warmup_steps + i);
     }
-    let _ = model.valid();
+    drop(model);
     let _ = device.sync();
     (run.measured_steps * batch_size * cfg.block_size) as f64 / started.elapsed().as_secs_f64()
 }
