@@ -205,9 +205,7 @@ impl Gpt {
 /// Mean cross-entropy of logits `[B, T, V]` against targets `[B, T]`.
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [b, t, v] = logits.dims();
-    let logp = burn::tensor::activation::log_softmax(logits.reshape([b * t, v]), 1);
-    let picked = logp.gather(1, targets.reshape([b * t, 1])); // [B*T, 1]
-    picked.mean().neg()
+    crate::fused::cross_entropy_rows(logits.reshape([b * t, v]), targets.reshape([b * t])).mean()
 }
 
 #[cfg(test)]

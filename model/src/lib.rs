@@ -10,6 +10,7 @@ mod block;
 pub mod checkpoint;
 mod config;
 mod error;
+pub mod fused;
 pub mod generate;
 mod gpt;
 mod intervention;

@@ -63,7 +63,7 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_model] = x.dims();
         let x = apply(&self.c_fc, x.reshape([b * t, d_model]));
-        let x = burn::tensor::activation::gelu(x);
+        let x = crate::fused::gelu(x);
         apply(&self.c_proj, x).reshape([b, t, d_model])
     }
 }

@@ -1,0 +1,80 @@
+//! [`FusedOps`] on flex: contiguous f32 tensors go through [`kernels`]; anything else (a half
+//! precision, a strided view) takes the composed ops of the trait's defaults.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ActivationOps;
+use burn::backend::{DType, Flex, TensorMetadata};
+use burn::tensor::TensorData;
+
+use super::{FusedOps, kernels, stock};
+
+impl FusedOps for Flex {
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        let Some(xs) = f32s(&x) else {
+            return Flex::gelu(x);
+        };
+        let mut out = vec![0.0; xs.len()];
+        kernels::gelu(xs, &mut out);
+        tensor(out, &x)
+    }
+
+    fn fused_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (Some(xs), Some(gs)) = (f32s(&x), f32s(&grad)) else {
+            return Flex::gelu_backward(x, grad);
+        };
+        let mut out = vec![0.0; xs.len()];
+        kernels::gelu_backward(xs, gs, &mut out);
+        tensor(out, &x)
+    }
+
+    fn fused_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        let (Some(xs), Some(ids)) = (f32s(&logits), indices(&targets)) else {
+            return stock::cross_entropy::<Flex>(logits, targets);
+        };
+        let mut losses = vec![0.0; ids.len()];
+        kernels::cross_entropy(xs, vocab(&logits), &ids, &mut losses);
+        FlexTensor::from_data(TensorData::new(losses, [ids.len()]))
+    }
+
+    fn fused_cross_entropy_backward(
+        logits: FlexTensor,
+        targets: FlexTensor,
+        grad: FlexTensor,
+    ) -> FlexTensor {
+        let (Some(xs), Some(ids), Some(gs)) = (f32s(&logits), indices(&targets), f32s(&grad))
+        else {
+            return stock::cross_entropy_backward::<Flex>(logits, targets, grad);
+        };
+        let mut out = vec![0.0; xs.len()];
+        kernels::cross_entropy_backward(xs, vocab(&logits), &ids, gs, &mut out);
+        tensor(out, &logits)
+    }
+}
+
+/// The elements of a contiguous f32 tensor, in order.
+fn f32s(x: &FlexTensor) -> Option<&[f32]> {
+    x.as_slice::<f32>()
+}
+
+/// Target ids as indices, from whichever integer type the tensor holds.
+fn indices(ids: &FlexTensor) -> Option<Vec<usize>> {
+    match ids.dtype() {
+        DType::I64 => ids
+            .as_slice::<i64>()
+            .map(|s| s.iter().map(|&i| i as usize).collect()),
+        DType::I32 => ids
+            .as_slice::<i32>()
+            .map(|s| s.iter().map(|&i| i as usize).collect()),
+        _ => None,
+    }
+}
+
+fn vocab(logits: &FlexTensor) -> usize {
+    let shape = logits.shape();
+    shape[shape.num_dims() - 1]
+}
+
+/// `values` in the shape of `like`.
+fn tensor(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.shape()))
+}
