@@ -58,6 +58,10 @@ impl CausalSelfAttention {
         let [b, t, c] = x.dims();
         let (nh, hs) = (self.n_heads, c / self.n_heads);
         let qkv = per_token(&self.c_attn, x); // [B, T, 3C]
+        if rope.is_none() && cache.is_none() {
+            // Training and recording: one fused operation from the packed projection.
+            return per_token(&self.c_proj, crate::fused::causal_attention(qkv, nh));
+        }
         let heads = |i: usize| {
             qkv.clone()
                 .narrow(2, i * c, c)

@@ -79,4 +79,42 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             }
         }
     }
+
+    fn fused_causal_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct CausalAttention;
+
+        impl<B: FusedOps> Backward<B, 1> for CausalAttention {
+            type State = (FloatTensor<B>, usize);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (qkv, heads) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::fused_causal_attention_backward(qkv, grad, heads)
+                });
+            }
+        }
+
+        match CausalAttention
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = qkv.primitive().clone();
+                prep.finish(
+                    (input.clone(), heads),
+                    B::fused_causal_attention(input, heads),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::fused_causal_attention(qkv.into_primitive(), heads))
+            }
+        }
+    }
 }

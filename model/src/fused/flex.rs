@@ -6,6 +6,7 @@ use burn::backend::ops::ActivationOps;
 use burn::backend::{DType, Flex, TensorMetadata};
 use burn::tensor::TensorData;
 
+use super::attention::{self, Packed};
 use super::{FusedOps, kernels, stock};
 
 impl FusedOps for Flex {
@@ -48,6 +49,42 @@ impl FusedOps for Flex {
         let mut out = vec![0.0; xs.len()];
         kernels::cross_entropy_backward(xs, vocab(&logits), &ids, gs, &mut out);
         tensor(out, &logits)
+    }
+
+    fn fused_causal_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {
+        let Some(xs) = f32s(&qkv) else {
+            return stock::causal_attention::<Flex>(qkv, heads);
+        };
+        let shape = packed(&qkv, heads);
+        let mut out = vec![0.0; shape.batch * shape.time * shape.channels];
+        attention::causal_attention(xs, shape, &mut out);
+        FlexTensor::from_data(TensorData::new(
+            out,
+            [shape.batch, shape.time, shape.channels],
+        ))
+    }
+
+    fn fused_causal_attention_backward(
+        qkv: FlexTensor,
+        grad: FlexTensor,
+        heads: usize,
+    ) -> FlexTensor {
+        let (Some(xs), Some(gs)) = (f32s(&qkv), f32s(&grad)) else {
+            return stock::causal_attention_backward::<Flex>(qkv, grad, heads);
+        };
+        let mut out = vec![0.0; xs.len()];
+        attention::causal_attention_backward(xs, gs, packed(&qkv, heads), &mut out);
+        tensor(out, &qkv)
+    }
+}
+
+fn packed(qkv: &FlexTensor, heads: usize) -> Packed {
+    let [batch, time, c3] = qkv.shape().dims();
+    Packed {
+        batch,
+        time,
+        channels: c3 / 3,
+        heads,
     }
 }
 

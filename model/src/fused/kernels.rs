@@ -14,7 +14,7 @@ const TASK: usize = 1 << 14;
 /// Runs `f` compiled for the best SIMD level of this CPU (pulp's runtime dispatch). Mark the
 /// closure `#[inline(always)]`: only code inlined into it gets the wider instructions.
 #[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
@@ -116,7 +116,7 @@ const LANES: usize = 8;
 
 /// The largest entry of `row` (NaNs skipped; -inf for an empty row).
 #[inline(always)]
-fn row_max(row: &[f32]) -> f32 {
+pub(crate) fn row_max(row: &[f32]) -> f32 {
     let mut max = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -132,7 +132,7 @@ fn row_max(row: &[f32]) -> f32 {
 
 /// Σ row.
 #[inline(always)]
-fn row_sum(row: &[f32]) -> f32 {
+pub(crate) fn row_sum(row: &[f32]) -> f32 {
     let mut sum = [0.0f32; LANES];
     let chunks = row.chunks_exact(LANES);
     let tail = chunks.remainder();

@@ -9,6 +9,7 @@
 //! The mechanism is burn's backend extension: a backend trait, implemented for each backend,
 //! with a hand-written backward pass for `Autodiff`, reached from a `Tensor` through `Dispatch`.
 
+pub mod attention;
 mod autodiff;
 mod flex;
 pub mod kernels;
@@ -54,6 +55,22 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self> {
         stock::cross_entropy_backward::<Self>(logits, targets, grad)
     }
+
+    /// Causal self-attention of the packed projection `qkv` (`[B, T, 3C]`: q, k, v side by
+    /// side, each `heads` heads wide): `[B, T, C]`, heads side by side.
+    fn fused_causal_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        stock::causal_attention::<Self>(qkv, heads)
+    }
+
+    /// The gradient of [`FusedOps::fused_causal_attention`] with respect to `qkv`, given the
+    /// gradient of its output.
+    fn fused_causal_attention_backward(
+        qkv: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self> {
+        stock::causal_attention_backward::<Self>(qkv, grad, heads)
+    }
 }
 
 #[cfg(feature = "wgpu")]
@@ -65,6 +82,12 @@ impl FusedOps for burn::backend::NdArray {}
 /// GELU (exact, erf form) of every element.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(Dispatch::fused_gelu(x.into_dispatch()))
+}
+
+/// Causal self-attention from the packed projection `qkv` (`[B, T, 3C]`, q, k and v side by
+/// side): `[B, T, C]`, the heads side by side, ready for the output projection.
+pub fn causal_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    Tensor::from_dispatch(Dispatch::fused_causal_attention(qkv.into_dispatch(), heads))
 }
 
 /// Cross-entropy of each row of `logits` (`[rows, vocab]`) against its target id: `[rows]`.
@@ -162,6 +185,53 @@ mod tests {
         let (loss, grad) = run(&|x| cross_entropy_rows(x, targets.clone()));
         assert_close("loss of a view", losses.inner(), loss, 2e-6);
         assert_close("d loss of a view", grad_of_view, grad, 1e-7);
+    }
+
+    /// Attention as the model computed it before this module: split the heads, burn's
+    /// attention, merge the heads.
+    fn stock_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+        let [b, t, c3] = qkv.dims();
+        let c = c3 / 3;
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * c, c)
+                .reshape([b, t, heads, c / heads])
+                .swap_dims(1, 2)
+        };
+        let options = burn::tensor::ops::AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let y = burn::tensor::module::attention(part(0), part(1), part(2), None, None, options);
+        y.swap_dims(1, 2).reshape([b, t, c])
+    }
+
+    #[test]
+    fn fused_attention_matches_burns_attention_in_value_and_gradient() {
+        let device = Device::flex().autodiff();
+        let (b, t, c, heads) = (3, 10, 16, 2);
+        let qkv = tensor(values(b * t * 3 * c, 6, 2.0), [b, t, 3 * c], &device);
+        let w = tensor(values(b * t * c, 7, 1.0), [b, t, c], &device);
+        let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>, x: Tensor<3>| {
+            let x = x.require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * w.clone()).sum().backward();
+            (y.inner(), x.grad(&grads).expect("leaf"))
+        };
+        let (y, dx) = run(&|x| causal_attention(x, heads), qkv.clone());
+        let (y_ref, dx_ref) = run(&|x| stock_attention(x, heads), qkv.clone());
+        assert_close("attention", y.clone(), y_ref, 1e-6);
+        assert_close("d attention", dx.clone(), dx_ref, 1e-6);
+
+        // A strided input takes the composed forward and backward (stock.rs): the same.
+        let stored = qkv.clone().swap_dims(0, 1).into_data(); // [T, B, 3C]
+        let x = Tensor::<3>::from_data(stored, &device).require_grad();
+        let y_view = causal_attention(x.clone().swap_dims(0, 1), heads);
+        let grads = (y_view.clone() * w.clone()).sum().backward();
+        let dx_view = x.grad(&grads).expect("leaf").swap_dims(0, 1);
+        assert_close("attention of a view", y_view.inner(), y, 1e-6);
+        assert_close("d attention of a view", dx_view, dx, 1e-6);
     }
 
     #[test]
