@@ -27,9 +27,13 @@ impl Block {
         device: &Device,
     ) -> Self {
         Self {
-            ln_1: LayerNormConfig::new(d_model).init(device),
+            ln_1: LayerNormConfig::new(d_model)
+                .with_epsilon(crate::fused::LAYER_NORM_EPSILON)
+                .init(device),
             attn: CausalSelfAttention::new(d_model, n_heads, device),
-            ln_2: LayerNormConfig::new(d_model).init(device),
+            ln_2: LayerNormConfig::new(d_model)
+                .with_epsilon(crate::fused::LAYER_NORM_EPSILON)
+                .init(device),
             mlp: Mlp::new(d_model, d_ff, device),
             topk,
         }
@@ -44,8 +48,11 @@ impl Block {
         start: usize,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), rope, start, cache);
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        let x = x.clone()
+            + self
+                .attn
+                .forward(crate::fused::layer_norm(&self.ln_1, x), rope, start, cache);
+        let x = x.clone() + self.mlp.forward(crate::fused::layer_norm(&self.ln_2, x));
         match &self.topk {
             Some(topk) => topk.forward(x),
             None => x,

@@ -95,7 +95,9 @@ impl GptConfig {
             rope: (self.positional == Positional::Rope)
                 .then(|| RotaryEncodingConfig::new(self.block_size, self.head_dim()).init(device)),
             blocks,
-            ln_f: LayerNormConfig::new(self.d_model).init(device),
+            ln_f: LayerNormConfig::new(self.d_model)
+                .with_epsilon(crate::fused::LAYER_NORM_EPSILON)
+                .init(device),
             lm_head: (!self.tie_embeddings).then(|| linear(self.d_model, self.vocab_size, device)),
         }
     }
@@ -144,7 +146,7 @@ impl Gpt {
                 hidden.push(x.clone());
             }
         }
-        let x = self.ln_f.forward(x);
+        let x = crate::fused::layer_norm(&self.ln_f, x);
         let logits = match &self.lm_head {
             Some(head) => per_token(head, x),
             None => {

@@ -1,8 +1,9 @@
-//! [`FusedOps`] on flex: contiguous f32 tensors go through [`kernels`]; anything else (a half
-//! precision, a strided view) takes the composed ops of the trait's defaults.
+//! [`FusedOps`] on flex: contiguous f32 tensors go through [`kernels`] and [`attention`];
+//! anything else (a half precision, a strided view) takes burn's own or the composed ops of
+//! [`stock`], as the trait's defaults do.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ActivationOps;
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::{DType, Flex, TensorMetadata};
 use burn::tensor::TensorData;
 
@@ -49,6 +50,47 @@ impl FusedOps for Flex {
         let mut out = vec![0.0; xs.len()];
         kernels::cross_entropy_backward(xs, vocab(&logits), &ids, gs, &mut out);
         tensor(out, &logits)
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let (Some(xs), Some(gs), Some(bs)) = (f32s(&x), f32s(&gamma), f32s(&beta)) else {
+            return Flex::layer_norm(x, gamma, Some(beta), epsilon);
+        };
+        let mut out = vec![0.0; xs.len()];
+        kernels::layer_norm(xs, gs, bs, epsilon as f32, &mut out);
+        tensor(out, &x)
+    }
+
+    fn fused_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (Some(xs), Some(gs), Some(dy)) = (f32s(&x), f32s(&gamma), f32s(&grad)) else {
+            return stock::layer_norm_backward::<Flex>(x, gamma, grad, epsilon);
+        };
+        let mut dx = vec![0.0; xs.len()];
+        let (mut d_gamma, mut d_beta) = (vec![0.0; gs.len()], vec![0.0; gs.len()]);
+        kernels::layer_norm_backward(
+            xs,
+            gs,
+            dy,
+            epsilon as f32,
+            &mut dx,
+            &mut d_gamma,
+            &mut d_beta,
+        );
+        (
+            tensor(dx, &x),
+            tensor(d_gamma, &gamma),
+            tensor(d_beta, &gamma),
+        )
     }
 
     fn fused_causal_attention(qkv: FlexTensor, heads: usize) -> FlexTensor {

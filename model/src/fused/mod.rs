@@ -1,10 +1,13 @@
-//! GELU and the cross-entropy of the logits as single operations with their own backward pass.
+//! The element-wise and row-wise work of a training step as single operations with their own
+//! backward pass: GELU, the cross-entropy of the logits, causal attention and layer norm.
 //!
 //! On burn's CPU backend (flex) the stock versions cost a scalar libm call per element (erf,
-//! exp) and, for the loss, a chain of full-size temporaries (shift, exp, sum, log, gather)
-//! each kept for autodiff: 20-25% of a tiny-preset training step. Here each is one pass of
-//! vectorised [`kernels`] forward and one backward. Other backends (wgpu) keep burn's own ops:
-//! the trait's default bodies below compose them, so the results agree within rounding.
+//! exp) and chains of full-size temporaries (the loss's shift, exp, sum, log and gather; the
+//! attention's scores, mask, softmax and head-splitting copies; layer norm's mean, variance and
+//! scaling), each kept for autodiff: about half of a tiny-preset training step. Here each is one
+//! pass of vectorised [`kernels`] (or [`attention`]) forward and one backward. Other backends
+//! (wgpu) keep burn's own ops: the trait's default bodies compose them, so the results agree
+//! within rounding.
 //!
 //! The mechanism is burn's backend extension: a backend trait, implemented for each backend,
 //! with a hand-written backward pass for `Autodiff`, reached from a `Tensor` through `Dispatch`.
@@ -56,6 +59,27 @@ pub trait FusedOps: Backend {
         stock::cross_entropy_backward::<Self>(logits, targets, grad)
     }
 
+    /// Layer normalisation over the last dimension: `(x - mean) / √(var + eps) · gamma + beta`.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// The gradients of [`FusedOps::fused_layer_norm`] with respect to `x`, `gamma` and
+    /// `beta`, given the gradient of its output.
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        stock::layer_norm_backward::<Self>(x, gamma, grad, epsilon)
+    }
+
     /// Causal self-attention of the packed projection `qkv` (`[B, T, 3C]`: q, k, v side by
     /// side, each `heads` heads wide): `[B, T, C]`, heads side by side.
     fn fused_causal_attention(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
@@ -82,6 +106,24 @@ impl FusedOps for burn::backend::NdArray {}
 /// GELU (exact, erf form) of every element.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(Dispatch::fused_gelu(x.into_dispatch()))
+}
+
+/// The ε of every layer norm of the model (burn's default, set explicitly where the modules
+/// are made so that [`layer_norm`] and the modules agree).
+pub const LAYER_NORM_EPSILON: f64 = 1e-5;
+
+/// `norm` (a layer norm made with [`LAYER_NORM_EPSILON`] and a bias) applied to `x`.
+pub fn layer_norm<const D: usize>(norm: &burn::nn::LayerNorm, x: Tensor<D>) -> Tensor<D> {
+    let beta = norm
+        .beta
+        .as_ref()
+        .expect("the model's layer norms have a bias");
+    Tensor::from_dispatch(Dispatch::fused_layer_norm(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        LAYER_NORM_EPSILON,
+    ))
 }
 
 /// Causal self-attention from the packed projection `qkv` (`[B, T, 3C]`, q, k and v side by
@@ -232,6 +274,50 @@ mod tests {
         let dx_view = x.grad(&grads).expect("leaf").swap_dims(0, 1);
         assert_close("attention of a view", y_view.inner(), y, 1e-6);
         assert_close("d attention of a view", dx_view, dx, 1e-6);
+    }
+
+    #[test]
+    fn fused_layer_norm_matches_burns_layer_norm_in_value_and_gradients() {
+        use burn::module::Param;
+        let device = Device::flex().autodiff();
+        let (rows, d) = (6, 24);
+        let mut norm = burn::nn::LayerNormConfig::new(d)
+            .with_epsilon(LAYER_NORM_EPSILON)
+            .init(&device);
+        norm.gamma = Param::from_tensor(tensor(values(d, 8, 1.0), [d], &device).add_scalar(1.0));
+        norm.beta = Some(Param::from_tensor(tensor(values(d, 9, 0.5), [d], &device)));
+        let x = tensor(values(rows * d, 10, 3.0), [2, rows / 2, d], &device);
+        let w = tensor(values(rows * d, 11, 1.0), [2, rows / 2, d], &device);
+        let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>, x: Tensor<3>| {
+            let x = x.require_grad();
+            let y = f(x.clone());
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let beta = norm.beta.as_ref().expect("bias");
+            let (dg, db) = (norm.gamma.grad(&grads), beta.grad(&grads));
+            (
+                y.inner(),
+                x.grad(&grads).expect("leaf"),
+                dg.expect("gamma"),
+                db.expect("beta"),
+            )
+        };
+        let (y, dx, dg, db) = run(&|x| layer_norm(&norm, x), x.clone());
+        let (y_ref, dx_ref, dg_ref, db_ref) = run(&|x| norm.forward(x), x.clone());
+        assert_close("layer norm", y.clone(), y_ref, 2e-6);
+        assert_close("d x", dx.clone(), dx_ref, 2e-5);
+        assert_close("d gamma", dg.clone(), dg_ref, 2e-5);
+        assert_close("d beta", db.clone(), db_ref, 2e-5);
+
+        // A strided input takes the composed path: the same.
+        let stored = x.clone().swap_dims(0, 1).into_data();
+        let (y_view, dx_view, dg_view, db_view) = run(
+            &|x| layer_norm(&norm, x.swap_dims(0, 1)),
+            Tensor::from_data(stored, &device),
+        );
+        assert_close("layer norm of a view", y_view, y, 2e-6);
+        assert_close("d x of a view", dx_view.swap_dims(0, 1), dx, 2e-5);
+        assert_close("d gamma of a view", dg_view, dg, 2e-5);
+        assert_close("d beta of a view", db_view, db, 2e-5);
     }
 
     #[test]

@@ -107,3 +107,39 @@ pub fn causal_attention_backward<B: Backend>(
     );
     B::float_cat([d_q, d_k, d_v].map(merge_heads::<B>).into(), 2)
 }
+
+/// Layer norm's gradients from its definition: with x̂ the normalised rows, rstd = 1/√(var + ε)
+/// and g = grad · gamma: dx = rstd (g - mean(g) - x̂ mean(g x̂)), dgamma = Σ grad x̂,
+/// dbeta = Σ grad.
+pub fn layer_norm_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let rows = shape.num_elements() / d;
+    let full = |t: FloatTensor<B>| B::float_expand(t, [rows, d].into());
+    let x = B::float_reshape(x, [rows, d].into());
+    let grad = B::float_reshape(grad, [rows, d].into());
+    let mean = B::float_mean_dim(x.clone(), 1);
+    let centered = B::float_sub(x, full(mean));
+    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), 1);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
+    let x_hat = B::float_mul(centered, full(rstd.clone()));
+    let g = B::float_mul(grad.clone(), full(B::float_reshape(gamma, [1, d].into())));
+    let g_mean = B::float_mean_dim(g.clone(), 1);
+    let gx_mean = B::float_mean_dim(B::float_mul(g.clone(), x_hat.clone()), 1);
+    let inner = B::float_sub(
+        B::float_sub(g, full(g_mean)),
+        B::float_mul(x_hat.clone(), full(gx_mean)),
+    );
+    let dx = B::float_reshape(B::float_mul(full(rstd), inner), shape);
+    let d_gamma = B::float_reshape(
+        B::float_sum_dim(B::float_mul(grad.clone(), x_hat), 0),
+        [d].into(),
+    );
+    let d_beta = B::float_reshape(B::float_sum_dim(grad, 0), [d].into());
+    (dx, d_gamma, d_beta)
+}
