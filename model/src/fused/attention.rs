@@ -232,8 +232,8 @@ mod tests {
             let z: f64 = scores.iter().map(|s| (s - max).exp()).sum();
             for j in 0..t {
                 probs[i][j] = (scores[j] - max).exp() / z;
-                for d in 0..hs {
-                    out[i][d] += probs[i][j] * get(j, 2, d);
+                for (d, o) in out[i].iter_mut().enumerate() {
+                    *o += probs[i][j] * get(j, 2, d);
                 }
             }
         }
