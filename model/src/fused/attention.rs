@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{exp, row_max, row_sum, simd};
+use super::kernels::{dot, exp, row_max, row_sum, simd};
 
 /// Shape of a packed attention input: `[batch, time, 3 · channels]`, `heads` dividing
 /// `channels`.
@@ -163,7 +163,7 @@ pub fn causal_attention_backward(qkv: &[f32], grad: &[f32], shape: Packed, out: 
                             for (d, &g) in dy.iter().enumerate() {
                                 axpy(ds, g, &h.values_t[d * t..][..=i]); // dP row i
                             }
-                            let weighted: f32 = row_sum_product(&p[..=i], ds);
+                            let weighted: f32 = dot(&p[..=i], ds);
                             for (s, &pj) in ds.iter_mut().zip(&p[..=i]) {
                                 *s = pj * (*s - weighted) * scale;
                             }
@@ -184,25 +184,6 @@ pub fn causal_attention_backward(qkv: &[f32], grad: &[f32], shape: Packed, out: 
                 },
             )
         });
-}
-
-/// Σ a·b, in the lane order of [`row_sum`].
-#[inline(always)]
-fn row_sum_product(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

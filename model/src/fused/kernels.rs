@@ -284,42 +284,49 @@ pub fn layer_norm_backward(
         || {
             dgamma.fill(0.0);
             dbeta.fill(0.0);
-            let mut g = vec![0.0; d];
+            let (mut g, mut x_hat) = (vec![0.0; d], vec![0.0; d]);
+            let n = d as f32;
             let rows = dx.chunks_mut(d).zip(x.chunks(d)).zip(grad.chunks(d));
             for ((dx, row), grad) in rows {
                 let (mean, rstd) = moments(row, eps);
-                let n = d as f32;
-                for (((g, &dy), &gm), ((dg, db), &x)) in g
+                for (((g, xh), (&dy, &gm)), ((dg, db), &x)) in g
                     .iter_mut()
-                    .zip(grad)
-                    .zip(gamma)
+                    .zip(x_hat.iter_mut())
+                    .zip(grad.iter().zip(gamma))
                     .zip(dgamma.iter_mut().zip(dbeta.iter_mut()).zip(row))
                 {
-                    let xhat = (x - mean) * rstd;
+                    *xh = (x - mean) * rstd;
                     *g = dy * gm;
-                    *dg += dy * xhat;
+                    *dg += dy * *xh;
                     *db += dy;
                 }
                 let g_mean = row_sum(&g) / n;
-                let mut gx = [0.0f32; LANES];
-                for (gc, xc) in g.chunks_exact(LANES).zip(row.chunks_exact(LANES)) {
-                    for l in 0..LANES {
-                        gx[l] += gc[l] * (xc[l] - mean) * rstd;
-                    }
-                }
-                let split = d - d % LANES;
-                let gx_tail: f32 = g[split..]
-                    .iter()
-                    .zip(&row[split..])
-                    .map(|(&g, &x)| g * (x - mean) * rstd)
-                    .sum();
-                let gx_mean = (gx.iter().sum::<f32>() + gx_tail) / n;
-                for ((o, &g), &x) in dx.iter_mut().zip(&g).zip(row) {
-                    *o = rstd * (g - g_mean - (x - mean) * rstd * gx_mean);
+                let gx_mean = dot(&g, &x_hat) / n;
+                for ((o, &g), &xh) in dx.iter_mut().zip(&g).zip(&x_hat) {
+                    *o = rstd * (g - g_mean - xh * gx_mean);
                 }
             }
         },
     )
+}
+
+/// Σ a·b, in the lane order of [`row_sum`].
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
