@@ -1,69 +1,10 @@
 //! End-to-end: the built `pipeline` binary on a small fixture corpus, in a temporary run dir.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A tiny model and schedule so the whole pipeline runs in seconds.
-const TINY: &[&str] = &[
-    "model.vocab_size=300",
-    "model.block_size=32",
-    "model.d_model=32",
-    "model.n_heads=2",
-    "model.n_layers=3",
-    "model.d_ff=64",
-    "model.topk_k=4",
-    "model.n_nontopk=1",
-    "train.steps=20",
-    "train.checkpoint_every=10",
-    "train.batch_size=8",
-    "train.eval_batches=2",
-    "train.warmup_steps=5",
-    "data.eval_tokens=512",
-    "data.val_fraction=0.2",
-    "report.neurons_per_layer=3",
-    "sae.steps=20",
-    "sae.batch_size=64",
-    "sae.train_tokens=512",
-    "sae.eval_tokens=256",
-    "sae.aux_k=8",
-    "sae.dead_after_tokens=512",
-];
-
-fn pipeline(run_dir: &Path, corpus: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
-    cmd.current_dir(repo()).arg("--quiet");
-    let mut sets = vec![
-        format!("run.dir={}", run_dir.display()),
-        "run.name=e2e".to_owned(),
-        format!("data.corpus={}", corpus.display()),
-    ];
-    sets.extend(TINY.iter().map(|s| s.to_string()));
-    // A test's own `--set`s go last, so they win over the fixture's.
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match (*arg, it.clone().next()) {
-            ("--set", Some(value)) => {
-                sets.push(value.to_string());
-                it.next();
-            }
-            _ => rest.push(*arg),
-        }
-    }
-    cmd.args(rest);
-    for s in &sets {
-        cmd.arg("--set").arg(s);
-    }
-    cmd.output().expect("the pipeline binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{fixture, pipeline, repo, stderr};
 
 /// A loopback port nothing listens on (bound, then freed).
 fn free_port() -> u16 {
@@ -72,10 +13,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn fixture() -> PathBuf {
-    repo().join("tests/fixtures/corpus.txt")
 }
 
 #[test]

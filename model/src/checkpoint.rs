@@ -19,6 +19,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::durable;
 use crate::train::TrainingConfig;
 use crate::{Error, Gpt, GptConfig, Result};
 
@@ -79,8 +80,8 @@ pub fn step_dir_name(step: usize) -> String {
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("checkpoint metadata serialises");
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text).map_err(Error::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io(path))
+    durable::write_synced(&tmp, text.as_bytes())?;
+    durable::rename_synced(&tmp, path)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -126,11 +127,11 @@ pub fn save_checkpoint(dir: &Path, model: &Gpt, mut meta: CheckpointMeta) -> Res
     std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
     let weights = tmp.join(WEIGHTS);
     let bytes = safetensors_bytes(model).map_err(|e| Error::checkpoint(&weights, e))?;
-    std::fs::write(&weights, &bytes).map_err(Error::io(&weights))?;
+    durable::write_synced(&weights, &bytes)?;
     meta.sha256 = hex::encode(Sha256::digest(&bytes));
     write_json(&tmp.join(META), &meta)?;
     let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(Error::io(&final_dir))?;
+    durable::rename_synced(&tmp, &final_dir)?;
     Ok(Checkpoint {
         dir: final_dir,
         meta,
@@ -247,15 +248,20 @@ pub fn save_state(
         .save(tmp.join("optim.bpk"))
         .map_err(fail(tmp.join("optim.bpk")))?;
     write_json(&tmp.join("state.json"), state)?;
-    let old = dir.join(".state.old");
+    durable::sync_folder(&tmp)?;
+    // Two renames: a kill between them leaves only `.state.old`, which `load_state` takes.
+    let old = dir.join(STATE_OLD);
     let _ = std::fs::remove_dir_all(&old);
     if final_dir.exists() {
-        std::fs::rename(&final_dir, &old).map_err(Error::io(&final_dir))?;
+        durable::rename_synced(&final_dir, &old)?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(Error::io(&final_dir))?;
+    durable::rename_synced(&tmp, &final_dir)?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }
+
+/// Where the previous resume point waits while the new one is renamed into place.
+const STATE_OLD: &str = ".state.old";
 
 /// Loads the resume point, if any, into `model` and `optim`.
 pub fn load_state(
@@ -265,6 +271,11 @@ pub fn load_state(
 ) -> Result<(Gpt, ModuleOptimizer, Option<TrainState>)> {
     let state_dir = dir.join("state");
     let state_json = state_dir.join("state.json");
+    let old = dir.join(STATE_OLD);
+    if !state_dir.exists() && old.join("state.json").exists() {
+        // Killed between the two renames of `save_state`: the previous state is complete.
+        durable::rename_synced(&old, &state_dir)?;
+    }
     if !state_json.exists() {
         return Ok((model, optim, None));
     }

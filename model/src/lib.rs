@@ -9,6 +9,7 @@ mod attention;
 mod block;
 pub mod checkpoint;
 mod config;
+mod durable;
 mod error;
 pub mod fused;
 pub mod generate;

@@ -92,6 +92,11 @@ fn resume_after_interruption_matches_an_uninterrupted_run_bit_for_bit() {
         )
     }));
     assert!(result.is_err() && calls == 13);
+    // And a kill inside the next save, between its two renames: the step-10 state was moved
+    // aside and the new one (here: half written) is not in place yet.
+    std::fs::rename(cut.path().join("state"), cut.path().join(".state.old")).unwrap();
+    std::fs::create_dir_all(cut.path().join(".state.tmp")).unwrap();
+    std::fs::write(cut.path().join(".state.tmp/model.bpk"), b"half").unwrap();
     let resumed = train(
         "topk",
         &tiny(),

@@ -148,6 +148,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         f16: false,
         run_id: "bench".into(),
         device: device.clone(),
+        inputs_key: String::new(),
     };
     let mut forward = 0.0;
     let mut all_rows: Vec<Vec<(u16, u32, f32)>> = vec![Vec::new(); cfg.n_layers];

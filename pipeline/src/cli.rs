@@ -179,9 +179,15 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Write the result to a file instead of stdout (required for parquet).
+    /// Write the result to a file instead of stdout (required for parquet); outside the run
+    /// directory, which only the stages write.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Allow `COPY (query) TO 'file'` to a path outside the run directory. Without it, and
+    /// always for INSERT, CREATE, DROP and other statements that change tables, the query is
+    /// refused: `pipeline sql` only reads.
+    #[arg(long)]
+    pub allow_copy: bool,
 }
 
 /// How `pipeline sql` prints results.

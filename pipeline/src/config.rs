@@ -10,6 +10,9 @@ use queries::engine::Engine;
 use queries::sql::AnalysisParams;
 use serde::{Deserialize, Serialize};
 
+/// Features (neurons, SAE latents) one layer may have: the tables number them with u16.
+pub const MAX_FEATURES: usize = 1 << 16;
+
 /// Where the run lives and what runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +71,9 @@ pub struct RecordSection {
     pub parallel_checkpoints: usize,
     /// Stored activation values: "f32" (exact) or "f16" (half the value column, ~3 digits).
     pub value_type: String,
+    /// Activation rows per part file of a partition (bounds the recorder's memory); the rows
+    /// are the same whatever the split.
+    pub rows_per_file: usize,
 }
 
 /// The steering evaluation (`steer` stage).
@@ -280,6 +286,7 @@ impl PipelineConfig {
                 // Two cores on the reference machine: 1.6× faster than one at a time, and
                 // byte-identical tables.
                 parallel_checkpoints: 2,
+                rows_per_file: 4 << 20,
                 value_type: "f32".into(),
             },
             analyze: AnalysisParams::default(),
@@ -366,8 +373,13 @@ impl PipelineConfig {
                 self.model.d_model
             );
         }
-        if self.record.batch_size == 0 || self.record.parallel_checkpoints == 0 {
-            bail!("`record.batch_size` and `record.parallel_checkpoints` must be at least 1");
+        if self.record.batch_size == 0
+            || self.record.parallel_checkpoints == 0
+            || self.record.rows_per_file == 0
+        {
+            bail!(
+                "`record.batch_size`, `record.parallel_checkpoints` and `record.rows_per_file` must be at least 1"
+            );
         }
         if self.record.value_type != "f32" && self.record.value_type != "f16" {
             bail!(
@@ -385,16 +397,23 @@ impl PipelineConfig {
                     "`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)"
                 );
             }
-            if m.is_empty() || m.contains(['/', '\\', '=']) {
+            // A model name is a folder, a Hive partition value and part of a page's URL.
+            let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+            if m.is_empty() || m == "." || m == ".." || !m.chars().all(safe) {
                 bail!(
-                    "`models` contains \"{m}\": a model name must be a non-empty folder name without `=`"
+                    "`models` contains \"{m}\": a model name may use letters, digits, `-`, `_` and `.` (and is not `.` or `..`)"
                 );
             }
         }
-        if self.run.name.is_empty() || self.run.name.contains(['/', '\\']) {
+        let name = &self.run.name;
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control)
+        {
             bail!(
-                "`run.name` = \"{}\": must be a non-empty folder name",
-                self.run.name
+                "`run.name` = {name:?}: must be a folder name (not empty, `.` or `..`, without `/`, `\\` or control characters)"
             );
         }
         model::device(&self.run.backend).context("`run.backend`")?;
@@ -414,9 +433,22 @@ impl PipelineConfig {
             if self.sae.second_seed == self.sae.seed {
                 bail!("`sae.second_seed` equals `sae.seed`; use another seed, or 0 for none");
             }
+            let d_sae = self
+                .sae
+                .expansion
+                .checked_mul(self.model.d_model)
+                .filter(|&n| n <= MAX_FEATURES)
+                .with_context(|| {
+                    format!(
+                        "`sae.expansion` = {}: {} × model.d_model = {} latents; the tables number features with 16 bits, so at most {MAX_FEATURES}",
+                        self.sae.expansion,
+                        self.sae.expansion,
+                        self.model.d_model
+                    )
+                })?;
             model::sae::SaeConfig {
                 d_in: self.model.d_model,
-                d_sae: self.sae.expansion * self.model.d_model,
+                d_sae,
                 k: self.model.topk_k,
             }
             .validate()
@@ -639,6 +671,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
     (
         "record.parallel_checkpoints",
         "checkpoints recorded at once",
+    ),
+    (
+        "record.rows_per_file",
+        "activation rows per part file of a partition (bounds memory; same rows whatever the split)",
     ),
     (
         "analyze.weight",

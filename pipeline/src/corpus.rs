@@ -142,7 +142,10 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
         source,
     };
     let raw = std::fs::read(path).map_err(io)?;
-    if path.extension().is_some_and(|e| e == "gz") {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
@@ -308,7 +311,7 @@ mod tests {
         .unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, b"three\n\nfour").unwrap();
-        std::fs::write(dir.path().join("b.txt.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(dir.path().join("b.txt.GZ"), gz.finish().unwrap()).unwrap();
         let docs: Vec<String> = read_corpus(dir.path(), "text")
             .unwrap()
             .into_iter()

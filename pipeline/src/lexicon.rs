@@ -24,9 +24,13 @@ impl Lexicon {
                 path.display()
             )
         })?;
-        let text = if path.extension().is_some_and(|e| e == "gz") {
+        let text = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+        {
             let mut s = String::new();
-            flate2::read::GzDecoder::new(&raw[..])
+            // Every member of a concatenated gzip file (`cat a.gz b.gz`), as gunzip reads it.
+            flate2::read::MultiGzDecoder::new(&raw[..])
                 .read_to_string(&mut s)
                 .with_context(|| format!("{}: not valid gzip text", path.display()))?;
             s
@@ -51,11 +55,21 @@ impl Lexicon {
                     i + 1
                 );
             };
-            let next = lex.concepts.len() + 1;
-            let id = *ids.entry(concept.to_owned()).or_insert_with(|| {
-                lex.concepts.push(concept.to_owned());
-                next as u16
-            });
+            let id = match ids.get(concept) {
+                Some(&id) => id,
+                None => {
+                    // Concept ids are u16 in the tables, 0 meaning "no concept".
+                    let Ok(id) = u16::try_from(lex.concepts.len() + 1) else {
+                        bail!(
+                            "line {}: concept {concept:?} is the 65,536th distinct concept; the tables hold at most 65,535 — merge concepts (e.g. WordNet supersenses)",
+                            i + 1
+                        );
+                    };
+                    lex.concepts.push(concept.to_owned());
+                    ids.insert(concept.to_owned(), id);
+                    id
+                }
+            };
             lex.by_lemma.insert(lemma.to_lowercase(), id);
         }
         Ok(lex)
@@ -143,6 +157,40 @@ mod tests {
             Lexicon::parse("dog\tnoun.animal\ncat\n").unwrap_err()
         );
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn more_concepts_than_the_tables_hold_is_an_error_naming_the_line() {
+        let text: String = (0..65_536).map(|i| format!("w{i}\tc{i}\n")).collect();
+        let err = format!("{:#}", Lexicon::parse(&text).unwrap_err());
+        assert!(
+            err.contains("line 65536") && err.contains("65,535"),
+            "{err}"
+        );
+        // One fewer fits, and the last concept gets the largest id.
+        let lex = Lexicon::parse(&text[..text.find("w65535").unwrap()]).unwrap();
+        assert_eq!(lex.concepts.len(), 65_535);
+        assert_eq!(lex.concept_of("w65534"), Some(65_535));
+    }
+
+    #[test]
+    fn concatenated_gzip_members_and_an_upper_case_extension_are_read_whole() {
+        let gz = |text: &str| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut e, text.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lex.TSV.GZ");
+        let mut bytes = gz("dog\tnoun.animal\n");
+        bytes.extend(gz("bread\tnoun.food\n"));
+        std::fs::write(&path, bytes).unwrap();
+        let lex = Lexicon::load(&path).unwrap();
+        assert_eq!(
+            lex.concept_of("bread").map(|id| lex.name(id)),
+            Some("noun.food")
+        );
+        assert_eq!(lex.concepts.len(), 2);
     }
 
     #[test]

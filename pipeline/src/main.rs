@@ -60,10 +60,17 @@ fn run(cli: Cli) -> Result<()> {
         cfg,
         force: g.force,
         ui,
+        holds_lock: false,
     };
     match cli.command {
         Command::Run { stage } => {
             if stage == "all" {
+                // One lock for the whole run: no other process's stage slips in between ours.
+                let _lock = ctx.lock_run()?;
+                let ctx = Ctx {
+                    holds_lock: true,
+                    ..ctx.clone()
+                };
                 for s in STAGES {
                     run_stage(&ctx, s)?;
                 }

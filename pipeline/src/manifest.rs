@@ -67,16 +67,9 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to `path` under a temporary name, then renames.
+/// Writes `bytes` to `path` durably: temporary name, flushed, renamed, folder flushed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    Ok(queries::durable::write_atomic(path, bytes)?)
 }
 
 /// SHA-256 of a file, or of every file below a folder (paths and contents, in sorted order).

@@ -1,8 +1,13 @@
 //! `pipeline sql`: queries over the run's tables, one-shot or at an interactive prompt.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use datafusion::prelude::SessionContext;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
 use queries::session::{SessionOptions, open_run, table_names};
 
 use crate::cli::{OutputFormat, SqlArgs};
@@ -11,6 +16,9 @@ use crate::stages::analyze::{MEMORY_LIMIT, runtime};
 
 /// Runs `pipeline sql`.
 pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
+    if let Some(out) = &args.output {
+        refuse_inside_run(out, &ctx.run_dir, "--output")?;
+    }
     let rt = runtime()?;
     let session = rt.block_on(open_run(
         &ctx.run_dir,
@@ -34,65 +42,239 @@ pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
         (None, Some(f)) => {
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
         }
-        (None, None) => return repl(&rt, &session, ctx),
+        (None, None) => return repl(&rt, &session, ctx, args.allow_copy),
     };
-    let batches = rt.block_on(execute(&session, &query))?;
-    emit(&batches, args.format, args.output.as_deref())
+    let access = Access {
+        run_dir: &ctx.run_dir,
+        allow_copy: args.allow_copy,
+    };
+    rt.block_on(async {
+        let df = plan(&session, &query, &access).await?;
+        emit(df, args.format, args.output.as_deref()).await
+    })
 }
 
-/// Plans and runs one query; a missing table lists the tables that exist.
-pub async fn execute(session: &SessionContext, query: &str) -> Result<Vec<RecordBatch>> {
-    let df = match session.sql(query).await {
+/// What a query may do. The lake is read-only: DDL and DML are refused, and `COPY ... TO`
+/// only with `--allow-copy` and only to a path outside the run directory.
+pub struct Access<'a> {
+    pub run_dir: &'a Path,
+    pub allow_copy: bool,
+}
+
+/// Plans one query under `access`; a missing table lists the tables that exist.
+pub async fn plan(session: &SessionContext, query: &str, access: &Access<'_>) -> Result<DataFrame> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(access.allow_copy);
+    let df = match session.sql_with_options(query, options).await {
         Ok(df) => df,
         Err(e) => {
             let msg = e.to_string();
             if msg.contains("table") && msg.contains("not found") {
                 anyhow::bail!("{msg}\ntables: {}", table_names(session).join(", "));
             }
+            if let Some(kind) = ["DDL", "DML"]
+                .into_iter()
+                .find(|k| msg.contains(&format!("{k} not supported")))
+            {
+                let what = msg.rsplit(": ").next().unwrap_or(kind);
+                anyhow::bail!(
+                    "`pipeline sql` only reads the run's tables: {kind} statements ({what}) are refused. \
+                     Save a result with --output FILE, or pass --allow-copy for COPY ... TO a file outside the run"
+                );
+            }
             return Err(anyhow::anyhow!(msg));
         }
     };
-    Ok(df.collect().await?)
+    let mut refusal = None;
+    df.logical_plan().apply(|node| {
+        match node {
+            LogicalPlan::Dml(dml) => {
+                refusal = Some(format!(
+                    "{} is refused: `pipeline sql` never changes the run's tables",
+                    dml.op
+                ))
+            }
+            LogicalPlan::Copy(copy) => {
+                if let Err(e) =
+                    refuse_inside_run(Path::new(&copy.output_url), access.run_dir, "COPY ... TO")
+                {
+                    refusal = Some(e.to_string());
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match refusal {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(df),
+    }
 }
 
-fn emit(
-    batches: &[RecordBatch],
-    format: OutputFormat,
-    output: Option<&std::path::Path>,
-) -> Result<()> {
-    let mut bytes = Vec::new();
-    match format {
-        OutputFormat::Table => bytes.extend(
-            arrow::util::pretty::pretty_format_batches(batches)?
-                .to_string()
-                .into_bytes(),
-        ),
-        OutputFormat::Csv => bytes.extend(to_csv(batches)?.into_bytes()),
-        OutputFormat::Json => bytes.extend(to_json_lines(batches)?.into_bytes()),
-        OutputFormat::Parquet => {
-            let path = output.context("--format parquet needs --output FILE")?;
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .context("the query returned no batches")?;
-            queries::parquet_io::write_parquet(path, schema, batches, &[])?;
-            return Ok(());
+/// Fails when `path` lies inside the run directory: only stages write there.
+fn refuse_inside_run(path: &Path, run_dir: &Path, what: &str) -> Result<()> {
+    let absolute = |p: &Path| -> Result<std::path::PathBuf> {
+        let p =
+            std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))?;
+        // Resolve links of the part that exists, so `runs/x/../x/...` or a link is caught too.
+        let mut existing = p.as_path();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            let Some(parent) = existing.parent() else {
+                break;
+            };
+            rest.push(existing.file_name().unwrap_or_default().to_owned());
+            existing = parent;
         }
+        let mut resolved = existing
+            .canonicalize()
+            .unwrap_or_else(|_| existing.to_owned());
+        resolved.extend(rest.iter().rev());
+        Ok(resolved)
+    };
+    let target = absolute(Path::new(
+        path.to_str()
+            .and_then(|s| s.strip_prefix("file://"))
+            .unwrap_or(path.to_str().unwrap_or_default()),
+    ))?;
+    let run = absolute(run_dir)?;
+    if target.starts_with(&run) {
+        anyhow::bail!(
+            "{what} {}: that is inside the run directory {}, which only the stages write; choose a path outside it",
+            path.display(),
+            run.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a planned query and writes its rows as they arrive (CSV, JSON lines, Parquet), so a
+/// result larger than memory streams through; the table format waits for all rows to size its
+/// columns.
+async fn emit(df: DataFrame, format: OutputFormat, output: Option<&Path>) -> Result<()> {
+    use futures::StreamExt;
+    if format == OutputFormat::Parquet {
+        let path = output.context("--format parquet needs --output FILE")?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await?;
+        let mut file = queries::parquet_io::AtomicParquet::create(path, schema, &[])?;
+        while let Some(batch) = stream.next().await {
+            file.write(&batch?)?;
+        }
+        file.finish()?;
+        return Ok(());
     }
     if format == OutputFormat::Table {
-        bytes.push(b'\n');
+        let batches = df.collect().await?;
+        let mut text = arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+        text.push('\n');
+        return write_out(output, text.as_bytes());
     }
-    match output {
-        Some(path) => crate::manifest::write_atomic(path, &bytes),
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(&bytes)?;
-            Ok(())
+    let mut sink = Sink::open(output)?;
+    let header = format == OutputFormat::Csv;
+    let mut first = true;
+    let mut stream = df.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let text = match format {
+            OutputFormat::Csv => to_csv(std::slice::from_ref(&batch), header && first)?,
+            _ => to_json_lines(std::slice::from_ref(&batch))?,
+        };
+        first = false;
+        sink.write(text.as_bytes())?;
+    }
+    sink.finish()
+}
+
+fn write_out(output: Option<&Path>, bytes: &[u8]) -> Result<()> {
+    let mut sink = Sink::open(output)?;
+    sink.write(bytes)?;
+    sink.finish()
+}
+
+/// Standard output, or a file written under a temporary name and renamed when complete (the
+/// temporary file is removed if the query fails on the way).
+struct Sink {
+    stdout: Option<std::io::StdoutLock<'static>>,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl Sink {
+    fn open(output: Option<&Path>) -> Result<Self> {
+        let Some(path) = output else {
+            return Ok(Self {
+                stdout: Some(std::io::stdout().lock()),
+                file: None,
+                tmp: Default::default(),
+                path: Default::default(),
+            });
+        };
+        let tmp = queries::durable::temp_path(path);
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(Self {
+            stdout: None,
+            file: Some(std::io::BufWriter::new(file)),
+            tmp,
+            path: path.to_owned(),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        match (&mut self.stdout, &mut self.file) {
+            (Some(out), _) => match out.write_all(bytes) {
+                // `pipeline sql ... | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+                other => other?,
+            },
+            (None, Some(file)) => file
+                .write_all(bytes)
+                .with_context(|| format!("cannot write {}", self.tmp.display()))?,
+            (None, None) => unreachable!("a sink writes to stdout or a file"),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        use std::io::Write;
+        if let Some(out) = &mut self.stdout {
+            return Ok(out.flush()?);
+        }
+        let file = self.file.take().expect("a sink writes to stdout or a file");
+        let synced = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all());
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e).with_context(|| format!("cannot write {}", self.tmp.display()));
+        }
+        Ok(queries::durable::commit(&self.tmp, &self.path)?)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
     }
 }
 
-fn repl(rt: &tokio::runtime::Runtime, session: &SessionContext, ctx: &Ctx) -> Result<()> {
+fn repl(
+    rt: &tokio::runtime::Runtime,
+    session: &SessionContext,
+    ctx: &Ctx,
+    allow_copy: bool,
+) -> Result<()> {
+    let access = Access {
+        run_dir: &ctx.run_dir,
+        allow_copy,
+    };
     let mut editor = rustyline::DefaultEditor::new()?;
     let history = ctx.run_dir.join(".sql_history");
     let _ = editor.load_history(&history);
@@ -118,9 +300,12 @@ fn repl(rt: &tokio::runtime::Runtime, session: &SessionContext, ctx: &Ctx) -> Re
             continue;
         }
         let _ = editor.add_history_entry(buffer.trim());
-        match rt.block_on(execute(session, &buffer)) {
-            Ok(batches) => emit(&batches, OutputFormat::Table, None)?,
-            Err(e) => eprintln!("error: {e:#}"),
+        let shown = rt.block_on(async {
+            let df = plan(session, &buffer, &access).await?;
+            emit(df, OutputFormat::Table, None).await
+        });
+        if let Err(e) = shown {
+            eprintln!("error: {e:#}");
         }
         buffer.clear();
     }
@@ -128,20 +313,22 @@ fn repl(rt: &tokio::runtime::Runtime, session: &SessionContext, ctx: &Ctx) -> Re
     Ok(())
 }
 
-/// CSV with a header row; fields with commas, quotes or newlines are quoted.
-pub fn to_csv(batches: &[RecordBatch]) -> Result<String> {
+/// CSV (with a header row when `header`); fields with commas, quotes or newlines are quoted.
+pub fn to_csv(batches: &[RecordBatch], header: bool) -> Result<String> {
     let mut out = String::new();
     let Some(first) = batches.first() else {
         return Ok(out);
     };
-    let header: Vec<String> = first
+    let names: Vec<String> = first
         .schema()
         .fields()
         .iter()
         .map(|f| csv_field(f.name()))
         .collect();
-    out.push_str(&header.join(","));
-    out.push('\n');
+    if header {
+        out.push_str(&names.join(","));
+        out.push('\n');
+    }
     for b in batches {
         let fmt = formatters(b)?;
         for row in 0..b.num_rows() {

@@ -4,6 +4,7 @@
 pub mod analysis;
 #[cfg(feature = "ballista")]
 pub mod cluster;
+pub mod durable;
 pub mod engine;
 mod error;
 pub mod matching;

@@ -56,8 +56,7 @@ impl AtomicParquet {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
-        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let tmp = crate::durable::temp_path(path);
         let file = File::create(&tmp).map_err(Error::io(&tmp))?;
         let writer = ArrowWriter::try_new(file, schema, Some(writer_properties(metadata)))
             .map_err(Error::parquet(&tmp))?;
@@ -81,12 +80,19 @@ impl AtomicParquet {
         self.writer.as_ref().map_or(0, |w| w.in_progress_rows())
     }
 
-    /// Closes the file and renames it into place; returns the rows written.
+    /// Closes the file, flushes it to disk and renames it into place (durably, see
+    /// [`crate::durable`]); returns the rows written. On failure the temporary file is removed.
     pub fn finish(mut self) -> Result<usize> {
         let writer = self.writer.take().expect("writer is open until finish");
-        writer.close().map_err(Error::parquet(&self.tmp))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(Error::io(&self.path))?;
-        Ok(self.rows)
+        let done = writer
+            .into_inner()
+            .map_err(Error::parquet(&self.tmp))
+            .and_then(|file| file.sync_all().map_err(Error::io(&self.tmp)))
+            .and_then(|()| crate::durable::commit(&self.tmp, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done.map(|()| self.rows)
     }
 }
 

@@ -112,3 +112,39 @@ pub fn metrics_schema() -> SchemaRef {
         Field::new("seconds", DataType::Float64, false),
     ]))
 }
+
+/// Checks that batches read back from a file have the columns and types `expected` names
+/// (extra columns are allowed), so a tampered or foreign file is an error naming the column,
+/// not a panic deep inside a stage.
+pub fn check_columns(
+    path: &std::path::Path,
+    batches: &[arrow::array::RecordBatch],
+    expected: &SchemaRef,
+) -> std::result::Result<(), String> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let found = first.schema();
+    for field in expected.fields() {
+        match found.field_with_name(field.name()) {
+            Err(_) => {
+                return Err(format!(
+                    "{}: no column `{}`; the file was not written by this version of `pipeline prepare`; run `pipeline prepare --force`",
+                    path.display(),
+                    field.name()
+                ));
+            }
+            Ok(f) if f.data_type() != field.data_type() => {
+                return Err(format!(
+                    "{}: column `{}` is {}, expected {}; run `pipeline prepare --force` to rebuild it",
+                    path.display(),
+                    field.name(),
+                    f.data_type(),
+                    field.data_type()
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -81,17 +81,29 @@ pub async fn register(
     path: &Path,
     partitioned: bool,
 ) -> Result<()> {
-    let path = std::path::absolute(path).map_err(Error::io(path))?;
-    let mut url = path.to_string_lossy().to_string();
-    if path.is_dir() && !url.ends_with('/') {
-        url.push('/');
-    }
+    let url = table_url(path)?;
     let mut options = ParquetReadOptions::default();
     if partitioned {
         options = options.table_partition_cols(partition_columns());
     }
-    ctx.register_parquet(table, &url, options).await?;
+    ctx.register_parquet(table, url.as_str(), options).await?;
     Ok(())
+}
+
+/// The `file://` URL of a table's file or folder. A plain path string would be read as a glob
+/// (a run named `exp[1]` would match `exp1`), and `#`, `?` or `%` would end or escape it; the
+/// URL percent-encodes them, and DataFusion takes a URL literally.
+pub fn table_url(path: &Path) -> Result<url::Url> {
+    let path = std::path::absolute(path).map_err(Error::io(path))?;
+    let url = if path.is_dir() {
+        url::Url::from_directory_path(&path)
+    } else {
+        url::Url::from_file_path(&path)
+    };
+    url.map_err(|()| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other("cannot be written as a file:// URL"),
+    })
 }
 
 fn has_parquet(path: &Path) -> bool {

@@ -72,8 +72,8 @@ pub fn save_sae(sae: &Sae, path: &Path, metadata: &[(&str, String)]) -> Result<(
         std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     }
     let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, &bytes).map_err(Error::io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::io(path))
+    crate::durable::write_synced(&tmp, &bytes)?;
+    crate::durable::rename_synced(&tmp, path)
 }
 
 /// Reads an SAE and the metadata it was saved with, naming the file and tensor on failure.

@@ -32,6 +32,8 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         &inputs,
         || Ok(()),
         |()| {
+            // Every derived table is computed anew; none of an earlier run may be read or kept.
+            ctx.fresh_output_dir("analyze")?;
             let run_dir = ctx.run_dir.clone();
             let params = ctx.cfg.analyze.clone();
             let metadata = vec![("run_id", ctx.run_id())];

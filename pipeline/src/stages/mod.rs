@@ -32,6 +32,8 @@ pub struct Ctx {
     /// Redo the stage even if its inputs are unchanged.
     pub force: bool,
     pub ui: Ui,
+    /// This process already holds the run's lock (`run all` takes it once for every stage).
+    pub holds_lock: bool,
 }
 
 /// Whether a stage ran or found nothing to do.
@@ -41,17 +43,46 @@ pub enum Outcome {
     Skipped,
 }
 
+/// The run directory's lock (`<run>/.lock`), held while a stage reads the manifest, works and
+/// records what it did; released when dropped or when the process ends (even by SIGKILL).
+/// Dropping it also removes a run directory that it created and that holds nothing else, so
+/// a stage refused for bad input leaves no trace.
+#[derive(Debug)]
+pub struct RunLock {
+    file: std::fs::File,
+    dir: PathBuf,
+    created_dir: bool,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let only_lock = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .all(|e| e.file_name() == std::ffi::OsStr::new(".lock"))
+        });
+        if self.created_dir && only_lock {
+            let _ = std::fs::remove_file(self.dir.join(".lock"));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
 impl Ctx {
     /// A path inside the run directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.run_dir.join(rel)
     }
 
-    /// Locks the run directory for one stage's writes (`<run>/.lock`, released when the returned
-    /// file is dropped or the process ends): a second process running a stage on the same run
-    /// stops instead of writing over the first one's files. Queries only read and take no lock.
-    fn lock_run(&self) -> Result<std::fs::File> {
+    /// Locks the run directory for one stage's writes (`None` when this process holds the lock
+    /// already): a second process running a stage on the same run stops instead of writing
+    /// over the first one's files. Queries only read and take no lock.
+    pub fn lock_run(&self) -> Result<Option<RunLock>> {
+        if self.holds_lock {
+            return Ok(None);
+        }
         let path = self.path(".lock");
+        let created_dir = !self.run_dir.exists();
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("cannot create {}", self.run_dir.display()))?;
         let file = std::fs::File::options()
@@ -60,8 +91,13 @@ impl Ctx {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
+        let lock = RunLock {
+            file,
+            dir: self.run_dir.clone(),
+            created_dir,
+        };
+        match lock.file.try_lock() {
+            Ok(()) => Ok(Some(lock)),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another pipeline process is running a stage on {} (it holds {}); wait for it to finish, or give this one another run.name",
                 self.run_dir.display(),
@@ -71,6 +107,38 @@ impl Ctx {
                 Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
         }
+    }
+
+    /// Empties a stage's output folder before the stage writes it anew: a stage that rewrites
+    /// every output leaves none of an earlier config's files (a neuron page, a table) behind.
+    pub fn fresh_output_dir(&self, stage: &str) -> Result<PathBuf> {
+        let dir = self.path(stage);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// Removes a stage's outputs and its manifest entry when the config no longer asks for the
+    /// stage (`sae.enabled = false`), so no table from an earlier config stays readable.
+    pub fn drop_stage(&self, stage: &str) -> Result<()> {
+        let dir = self.path(stage);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let _lock = self.lock_run()?;
+        let mut manifest = Manifest::load(&self.run_dir)?;
+        if !manifest.stages.contains_key(stage) {
+            // Not ours: leave it, as a stage never touches what this run did not make.
+            return Ok(());
+        }
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        manifest.stages.remove(stage);
+        manifest.save(&self.run_dir)
     }
 
     /// Runs one stage with its bookkeeping:
@@ -94,6 +162,9 @@ impl Ctx {
                 );
             }
         }
+        // The lock comes first: the manifest read below must not be overwritten by another
+        // process's record of a stage that ran in between.
+        let _lock = self.lock_run()?;
         let mut input_hashes = std::collections::BTreeMap::new();
         for input in inputs {
             input_hashes.insert(input.display().to_string(), hash_path(input)?);
@@ -125,7 +196,6 @@ impl Ctx {
             _ => {}
         }
         let checked = check()?;
-        let _lock = self.lock_run()?;
         let started = Instant::now();
         self.init_manifest(&mut manifest);
         manifest.stages.insert(

@@ -24,8 +24,11 @@ use tokenizers::Tokenizer;
 
 use super::{Ctx, Outcome};
 
-/// Most activation rows held in memory per layer before a sorted file is flushed; bounds the
-/// recorder's memory whatever the number of evaluation tokens.
+/// Folder inside `record/` where partitions are built before they are renamed into place.
+pub const STAGING: &str = ".staging";
+
+/// Most activation rows held in memory per layer before a sorted file is flushed (the default
+/// of `record.rows_per_file`); bounds the recorder's memory whatever the number of tokens.
 pub const ROWS_PER_FILE: usize = 4 * 1024 * 1024;
 
 /// One evaluation window: consecutive tokens of one document.
@@ -43,10 +46,11 @@ pub fn windows(tokens: &[RecordBatch], block_size: usize) -> Result<Vec<Window>>
     let mut last_doc = None;
     for batch in tokens {
         let col = |name: &str| -> Result<&arrow::array::PrimitiveArray<UInt32Type>> {
-            Ok(batch
+            batch
                 .column_by_name(name)
                 .with_context(|| format!("tokens.parquet has no `{name}` column"))?
-                .as_primitive::<UInt32Type>())
+                .as_primitive_opt::<UInt32Type>()
+                .with_context(|| format!("tokens.parquet: column `{name}` is not UInt32"))
         };
         let (index, doc, id) = (col("token_index")?, col("doc_id")?, col("token_id")?);
         for i in 0..batch.num_rows() {
@@ -106,12 +110,15 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     }
     let section = (
         ctx.cfg.record_k(),
-        ctx.cfg.record.batch_size,
+        &ctx.cfg.record,
         &ctx.cfg.models,
         ctx.cfg.sae.enabled,
+        ctx.cfg.sae.second_seed,
     );
     ctx.run_stage("record", &section, &inputs, || {
         let tokens = read_parquet(&inputs[0])?;
+        queries::schema::check_columns(&inputs[0], &tokens, &queries::schema::tokens_schema())
+            .map_err(anyhow::Error::msg)?;
         let tokenizer = crate::tokenize::load(&inputs[1])?;
         let made_with = queries::parquet_io::read_metadata(&inputs[0])?
             .into_iter()
@@ -140,7 +147,20 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         Ok((tokens, tokenizer, models, sae_series))
     }, |(tokens, tokenizer, models, sae_series)| {
         let device = model::device(&ctx.cfg.run.backend)?;
-        let recorder = Recorder { out: ctx.path("record"), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ROWS_PER_FILE, f16: ctx.cfg.record.value_type == "f16", run_id: ctx.run_id(), device };
+        let out = ctx.path("record");
+        if ctx.force {
+            ctx.fresh_output_dir("record")?;
+        }
+        // Partitions a killed run left half-built.
+        let staging = out.join(STAGING);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
+        }
+        let inputs_key = crate::manifest::hash_value(&(
+            crate::manifest::hash_path(&inputs[0])?,
+            crate::manifest::hash_path(&inputs[1])?,
+        ));
+        let recorder = Recorder { out: out.clone(), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ctx.cfg.record.rows_per_file, f16: ctx.cfg.record.value_type == "f16", run_id: ctx.run_id(), device, inputs_key };
         let mut jobs: Vec<Job> = Vec::new();
         for (name, cps) in &models {
             let card = read_card(&ctx.path(&format!("train/{name}")))?;
@@ -153,14 +173,17 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             let cfg = base_card.as_ref().context("the SAE base model has no config.json")?.model.clone();
             jobs.extend(saes.iter().map(|(cp, set)| (series.as_str(), cfg.clone(), cp, None, Some(set))));
         }
-        if !ctx.cfg.sae.enabled {
-            // No SAE rows when SAEs are off: drop partitions an earlier run of this stage made.
-            for second in [false, true] {
+        // The partitions this config asks for; anything else in `record/` (a step no longer
+        // trained, a model no longer listed, SAEs turned off) goes when the stage is done.
+        let mut expected = Vec::new();
+        for (name, cfg, cp, _, saes) in &jobs {
+            let layers: Vec<usize> = match saes {
+                None => (0..cfg.n_layers).collect(),
+                Some(set) => set.saes.iter().map(|(l, _)| *l).collect(),
+            };
+            for layer in layers {
                 for table in ["activations", "neurons"] {
-                    let dir = ctx.path(&format!("record/{table}/model={}", ctx.cfg.sae.series_name(second)));
-                    if dir.exists() {
-                        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-                    }
+                    expected.push(Recorder::partition_rel(table, name, cp.meta.step, layer));
                 }
             }
         }
@@ -189,13 +212,16 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             jobs.iter().map(record_one).collect::<Result<_>>()?
         };
         bar.finish_and_clear();
+        let removed = queries::durable::retain_only(&out, &expected)?;
         let stats = per_checkpoint.iter().fold(RecordStats::default(), |a, b| a.merge(b));
         ctx.ui.say(&format!(
-            "   record: {} partitions written ({} kept), {} activation rows, {:.0} tokens/s forward",
-            stats.partitions_written, stats.partitions_kept, stats.rows_written,
+            "   record: {} partitions written ({} kept, {} stale removed), {} activation rows, {:.0} tokens/s forward",
+            stats.partitions_written, stats.partitions_kept, removed.len(), stats.rows_written,
             stats.tokens as f64 / stats.forward_seconds.max(1e-9)
         ));
-        Ok(json!(stats))
+        let mut summary = json!(stats);
+        summary["stale_removed"] = json!(removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+        Ok(summary)
     })
 }
 
@@ -209,20 +235,51 @@ pub struct Recorder {
     pub f16: bool,
     pub run_id: String,
     pub device: Device,
+    /// Hash of what the rows depend on besides the checkpoint and the recorder's own settings
+    /// (the evaluation tokens, the tokenizer): part of every partition's key.
+    pub inputs_key: String,
 }
 
 impl Recorder {
-    fn partition(&self, table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
-        self.out
-            .join(format!("{table}/model={model}/step={step}/layer={layer}"))
+    /// A partition's folder, relative to the `record/` folder.
+    pub fn partition_rel(table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
+        PathBuf::from(format!("{table}/model={model}/step={step}/layer={layer}"))
     }
 
-    /// Whether a partition folder holds files made from this checkpoint.
+    fn partition(&self, table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
+        self.out
+            .join(Self::partition_rel(table, model, step, layer))
+    }
+
+    /// Where a partition is built before it is renamed into place: outside the tables' folders,
+    /// so a partition is either complete (all its part files) or absent, whatever kills the
+    /// process between two part files.
+    fn staging(&self, table: &str, model: &str, step: usize, layer: usize) -> PathBuf {
+        self.out
+            .join(STAGING)
+            .join(Self::partition_rel(table, model, step, layer))
+    }
+
     fn value_type(&self) -> &'static str {
         if self.f16 { "f16" } else { "f32" }
     }
 
-    fn is_current(dir: &Path, sha256: &str, value_type: &str) -> bool {
+    /// The key a partition's files carry: everything its rows depend on (the checkpoint or the
+    /// SAEs, k, the stored value type, the evaluation tokens and tokenizer, the batch size that
+    /// shapes the forward pass, the table layout). A partition with another key is stale.
+    fn partition_key(&self, features_sha: &str, k: usize) -> String {
+        crate::manifest::hash_value(&(
+            features_sha,
+            k,
+            self.value_type(),
+            &self.inputs_key,
+            self.batch_size,
+            queries::schema::SCHEMA_VERSION,
+        ))
+    }
+
+    /// Whether a partition folder holds files made with this key.
+    fn is_current(dir: &Path, key: &str) -> bool {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return false;
         };
@@ -233,15 +290,24 @@ impl Recorder {
             .collect();
         !files.is_empty()
             && files.iter().all(|f| {
-                read_metadata(f).is_ok_and(|m| {
-                    m.iter()
-                        .any(|(k, v)| k == "checkpoint_sha256" && v == sha256)
-                        && m.iter().any(|(k, v)| k == "value_type" && v == value_type)
-                        && m.iter().any(|(k, v)| {
-                            k == "schema_version" && v == queries::schema::SCHEMA_VERSION
-                        })
-                })
+                read_metadata(f).is_ok_and(|m| m.iter().any(|(k, v)| k == "record_key" && v == key))
             })
+    }
+
+    /// Moves a complete partition from the staging folder into place, replacing a stale one.
+    fn commit_partition(&self, table: &str, model: &str, step: usize, layer: usize) -> Result<()> {
+        let (staged, dir) = (
+            self.staging(table, model, step, layer),
+            self.partition(table, model, step, layer),
+        );
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot replace {}", dir.display()))?;
+        }
+        let parent = dir.parent().expect("a partition has a parent folder");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        Ok(queries::durable::commit(&staged, &dir)?)
     }
 
     /// Records one checkpoint's block outputs (all layers), unless every partition is current.
@@ -291,19 +357,18 @@ impl Recorder {
         };
         let sha = &sha;
         let step = cp.meta.step;
+        let k = match features {
+            Features::Blocks => self.k,
+            Features::Sae { saes, .. } => saes.first().map_or(self.k, |(_, s)| s.k),
+        };
+        let key = self.partition_key(sha, k);
         let stale: Vec<usize> = layers
             .iter()
             .copied()
             .filter(|&l| {
-                !Self::is_current(
-                    &self.partition("activations", name, step, l),
-                    sha,
-                    self.value_type(),
-                ) || !Self::is_current(
-                    &self.partition("neurons", name, step, l),
-                    sha,
-                    self.value_type(),
-                )
+                ["activations", "neurons"]
+                    .iter()
+                    .any(|t| !Self::is_current(&self.partition(t, name, step, l), &key))
             })
             .collect();
         stats.partitions_kept += layers.len() - stale.len();
@@ -322,10 +387,6 @@ impl Recorder {
             Features::Blocks => None,
             Features::Sae { saes, .. } => saes.iter().find(|(l, _)| *l == layer).map(|(_, s)| s),
         };
-        let k = match features {
-            Features::Blocks => self.k,
-            Features::Sae { saes, .. } => saes.first().map_or(self.k, |(_, s)| s.k),
-        };
         let vocab = tokenizer.get_vocab_size(true);
         let windows = windows(tokens, cfg.block_size)?;
         if let Some(bad) = windows
@@ -340,10 +401,10 @@ impl Recorder {
         }
         for &layer in &stale {
             for table in ["activations", "neurons"] {
-                let dir = self.partition(table, name, step, layer);
+                let dir = self.staging(table, name, step, layer);
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir)
-                        .with_context(|| format!("cannot replace {}", dir.display()))?;
+                        .with_context(|| format!("cannot clear {}", dir.display()))?;
                 }
             }
         }
@@ -351,6 +412,7 @@ impl Recorder {
             vec![
                 ("run_id", self.run_id.clone()),
                 ("checkpoint_sha256", sha.clone()),
+                ("record_key", key.clone()),
                 ("model", name.to_owned()),
                 ("step", step.to_string()),
                 ("layer", layer.to_string()),
@@ -366,7 +428,7 @@ impl Recorder {
             };
             write_parquet(
                 &self
-                    .partition("neurons", name, step, layer)
+                    .staging("neurons", name, step, layer)
                     .join("part-0000.parquet"),
                 queries::schema::neurons_schema(),
                 &[batch],
@@ -417,6 +479,9 @@ impl Recorder {
                 &meta(layer),
                 stats,
             )?;
+            for table in ["neurons", "activations"] {
+                self.commit_partition(table, name, step, layer)?;
+            }
             stats.write_seconds += started.elapsed().as_secs_f64();
             stats.partitions_written += 1;
         }
@@ -502,7 +567,7 @@ impl Recorder {
         let batch = activation_batch(rows, dense, self.f16)?;
         let schema = batch.schema();
         let path = self
-            .partition("activations", name, step, layer)
+            .staging("activations", name, step, layer)
             .join(format!("part-{:04}.parquet", *part));
         let mut file = AtomicParquet::create(&path, schema, meta)?;
         file.write(&batch)?;
@@ -838,6 +903,7 @@ mod tests {
             f16: false,
             run_id: "t".into(),
             device: Device::flex(),
+            inputs_key: String::new(),
         }
     }
 
@@ -1156,6 +1222,16 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(read_partition(&out, 0).len(), 4 * n);
+            // Several part files, moved into place together; nothing left in staging.
+            let parts = std::fs::read_dir(out.join("activations/model=m/step=7/layer=0"))
+                .unwrap()
+                .count();
+            assert!(parts >= 2, "{parts} part files");
+            assert!(
+                !out.join(STAGING)
+                    .join("activations/model=m/step=7/layer=0")
+                    .exists()
+            );
             maxima.push(stats.max_rows_buffered);
         }
         // At most one flush threshold plus one forward batch (3 windows × 16 tokens × k = 4).

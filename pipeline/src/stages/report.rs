@@ -30,7 +30,8 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             let session = open_run(&ctx.run_dir, &SessionOptions::default()).await?;
             build(ctx, &session).await
         })?;
-        let dir = ctx.path("report");
+        // Written into an empty folder: no neuron page of an earlier run stays behind.
+        let dir = ctx.fresh_output_dir("report")?;
         report.write(&dir)?;
         ctx.ui.say(&format!(
             "   report: {} figures, {} neuron pages, {} notices → {}",

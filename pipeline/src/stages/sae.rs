@@ -350,6 +350,8 @@ struct QualityRow {
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let sae = &ctx.cfg.sae;
     if !sae.enabled {
+        // SAEs of an earlier config must not stay readable beside a config without them.
+        ctx.drop_stage("sae")?;
         ctx.ui.say("      sae: skipped (sae.enabled = false)");
         return Ok(Outcome::Skipped);
     }
@@ -371,6 +373,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         );
         Ok((card, cps))
     }, |(card, cps)| {
+        if ctx.force {
+            ctx.fresh_output_dir("sae")?;
+        }
         let device = model::device(&ctx.cfg.run.backend)?;
         let train = TokenStream::open(&inputs[0])?;
         let val = TokenStream::open(&inputs[1])?;
@@ -391,11 +396,23 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                     load_sae(&sae_path(ctx, &s.name, step, layer), &device)
                         .ok()
                         .filter(|(_, meta)| meta.get("fingerprint") == Some(&fingerprint))
-                        .map(|(sae, _)| sae)
                 };
                 let model = load_weights(lm, &cp.dir, &device)?;
-                let mut saes: Vec<(usize, Sae)> = layers.iter().filter_map(|&l| current(l).map(|s| (l, s))).collect();
+                let mut saes: Vec<(usize, Sae)> = Vec::new();
+                // Training figures of kept SAEs come from their files, so the quality table
+                // is the same whether an SAE was trained now or by an earlier run.
                 let mut train_stats = std::collections::BTreeMap::new();
+                for &layer in &layers {
+                    if let Some((sae, meta)) = current(layer) {
+                        let figure = |key: &str| meta.get(key).and_then(|v| v.parse::<f64>().ok());
+                        // (the speed it was trained at is a timing, not a result: not kept)
+                        if let Some(fvu) = figure("train_fvu") {
+                            train_stats.insert(layer, (fvu, None));
+                        }
+                        saes.push((layer, sae));
+                    }
+                }
+                let kept_here = saes.len();
                 if saes.len() < layers.len() {
                     let missing: Vec<usize> = layers.iter().copied().filter(|l| !saes.iter().any(|(x, _)| x == l)).collect();
                     let hidden = collect_hidden(&model, lm, train.ids(), &missing, sae.train_tokens, sae.seed, &device)?;
@@ -405,9 +422,11 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                             .with_context(|| format!("SAE for {} step {step} layer {layer}", sae.model))?;
                         train_seconds += t0.elapsed().as_secs_f64();
                         let tail = &out.fvu[out.fvu.len().saturating_sub(10)..];
-                        train_stats.insert(*layer, (tail.iter().sum::<f32>() as f64 / tail.len() as f64, out.tokens_per_second));
+                        let train_fvu = tail.iter().sum::<f32>() as f64 / tail.len() as f64;
+                        train_stats.insert(*layer, (train_fvu, Some(out.tokens_per_second)));
                         save_sae(&out.sae, &sae_path(ctx, &s.name, step, *layer), &[
                             ("fingerprint", fingerprint.clone()),
+                            ("train_fvu", train_fvu.to_string()),
                             ("model", sae.model.clone()),
                             ("checkpoint_sha256", cp.meta.sha256.clone()),
                             ("step", step.to_string()),
@@ -420,8 +439,8 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                     }
                     saes.sort_by_key(|(l, _)| *l);
                 }
-                kept += layers.len() - train_stats.len();
-                bar.inc((layers.len() - train_stats.len()) as u64);
+                kept += kept_here;
+                bar.inc(kept_here as u64);
                 let quality = evaluate(&model, lm, &saes, val.ids(), sae.eval_tokens, &device)?;
                 for ((layer, _), q) in saes.iter().zip(quality) {
                     let stats = train_stats.get(layer);
@@ -432,13 +451,25 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                         seed: s.seed,
                         quality: q,
                         train_fvu: stats.map(|s| s.0),
-                        tokens_per_second: stats.map(|s| s.1),
+                        tokens_per_second: stats.and_then(|s| s.1),
                     });
                 }
             }
         }
         bar.finish_and_clear();
         write_quality(&ctx.path("sae/quality.parquet"), &rows, &ctx.run_id())?;
+        // SAEs of checkpoints, layers or seeds this config no longer has.
+        let root = ctx.path("sae");
+        let mut expected = vec![PathBuf::from("quality.parquet")];
+        for s in &all {
+            for cp in &s.checkpoints {
+                for &layer in &layers {
+                    let path = sae_path(ctx, &s.name, cp.meta.step, layer);
+                    expected.push(path.strip_prefix(&root).expect("SAEs live in sae/").to_owned());
+                }
+            }
+        }
+        queries::durable::retain_only(&root, &expected)?;
         let last = rows.iter().filter(|r| r.model == sae.series_name(false)).last();
         let tokens_per_second = if train_seconds > 0.0 {
             Some((trained * sae.steps * sae.batch_size) as f64 / train_seconds)

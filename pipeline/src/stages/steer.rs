@@ -94,6 +94,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             Ok((prompts, lex))
         },
         |(prompts, lex)| {
+            ctx.fresh_output_dir("steer")?;
             let device = model::device(&ctx.cfg.run.backend)?;
             let tokenizer = crate::tokenize::load(&inputs[1])?;
             let rt = runtime()?;

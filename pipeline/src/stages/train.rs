@@ -120,6 +120,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             all.push((name.clone(), outcome.checkpoints));
         }
         write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        drop_unlisted_models(ctx)?;
         Ok(serde_json::Value::Object(figures))
     })
 }
@@ -136,6 +137,7 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
             let card = model::checkpoint::read_card(dir).with_context(|| format!("cannot import model `{name}`"))?;
             let cps = list_checkpoints(dir)?;
             anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints/step-*/ folders with meta.json", dir.display());
+            check_imported_shape(ctx, name, dir, &card.model, &cps)?;
             series.push((name.clone(), card, cps));
         }
         Ok(series)
@@ -150,12 +152,57 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
                 let weights = model::checkpoint::load_weights(&card.model, &cp.dir, &device)?;
                 imported.push(model::checkpoint::save_checkpoint(&dir, &weights, cp.meta.clone())?);
             }
+            // Checkpoints of an earlier import that the source no longer has.
+            let mut keep = vec![std::path::PathBuf::from("config.json")];
+            keep.extend(imported.iter().filter_map(|c| c.dir.strip_prefix(&dir).ok().map(Into::into)));
+            queries::durable::retain_only(&dir, &keep)?;
             ctx.ui.say(&format!("     load: {name}: {} checkpoints from {}", imported.len(), source.join(&name).display()));
             all.push((name, imported));
         }
         write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        drop_unlisted_models(ctx)?;
         Ok(json!({"imported": all.iter().map(|(n, c)| (n.clone(), c.len())).collect::<std::collections::BTreeMap<_, _>>()}))
     })
+}
+
+/// Removes the folders of models no longer in `models`: later stages read what `train/` holds.
+fn drop_unlisted_models(ctx: &Ctx) -> Result<()> {
+    let mut keep: Vec<std::path::PathBuf> = ctx.cfg.models.iter().map(Into::into).collect();
+    keep.push("metrics.parquet".into());
+    queries::durable::retain_only(&ctx.path("train"), &keep)?;
+    Ok(())
+}
+
+/// An imported model must have the shape the config describes (the SAE and steering stages
+/// address its layers through `[model]`), and each checkpoint a k its layers can keep.
+fn check_imported_shape(
+    ctx: &Ctx,
+    name: &str,
+    dir: &Path,
+    card: &model::GptConfig,
+    cps: &[Checkpoint],
+) -> Result<()> {
+    let want = &ctx.cfg.model;
+    for (key, have, expected) in [
+        ("n_layers", card.n_layers, want.n_layers),
+        ("d_model", card.d_model, want.d_model),
+    ] {
+        anyhow::ensure!(
+            have == expected,
+            "{}: model `{name}` has {key} = {have}, but the config says model.{key} = {expected}; set `--set model.{key}={have}` (the config must describe the imported models)",
+            dir.join("config.json").display()
+        );
+    }
+    for cp in cps {
+        anyhow::ensure!(
+            cp.meta.topk_k <= card.d_model,
+            "{}: topk_k = {} exceeds d_model = {}; fix the checkpoint's meta.json",
+            cp.dir.join("meta.json").display(),
+            cp.meta.topk_k,
+            card.d_model
+        );
+    }
+    Ok(())
 }
 
 /// Every model's checkpoints, from disk.
