@@ -319,6 +319,8 @@ fn bad_input_is_refused_with_a_short_error_naming_what_to_fix() {
         (set("sae.expansion=4611686018427387904"), "sae.expansion"),
         (set("sae.expansion=4096"), "sae.expansion"),
         (set("sae.expansion=0"), "sae.expansion"),
+        (set("sae.expansion=512"), "at most 8192"),
+        (set("model.d_model=16384"), "model.d_model"),
         (set("record.k=999"), "record.k"),
         (set("record.rows_per_file=0"), "record.rows_per_file"),
         (set("record.value_type=\"f8\""), "record.value_type"),
@@ -371,4 +373,54 @@ fn bad_input_is_refused_with_a_short_error_naming_what_to_fix() {
         assert!(!runs.join("e2e").exists(), "{args:?} left a run directory");
     }
     eprintln!("bad inputs refused: {}", cases.len());
+}
+
+/// Unmounts a test's file system when the test ends, however it ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A disk that fills up in the middle of training: the stage ends with a short error naming
+/// the file and the cause, no temporary file is left, and what earlier stages made still reads.
+#[test]
+fn a_full_disk_ends_the_stage_with_a_short_error_and_keeps_earlier_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    // 3 MiB: the prepared data fits, the checkpoints of two models (about 4 MiB) do not.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs for this test"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Mounted(disk.clone());
+    let sets = ["sae.enabled=false".to_owned()];
+    let out = pipeline(&disk, &fixture(), &["run", "all", "--set", &sets[0]]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "the run fitted in 3 MiB");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(disk.to_str().unwrap()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.lines().count() <= 3 && !err.contains("panicked"),
+        "{err}"
+    );
+    let run = disk.join("e2e");
+    assert!(leftovers(&run).is_empty(), "{:?}", leftovers(&run));
+    let tokens = sql(&disk, &sets, "SELECT COUNT(*) AS n FROM tokens");
+    assert_eq!(tokens.lines().nth(1), Some("512"), "{tokens}");
 }

@@ -127,11 +127,18 @@ pub fn save_checkpoint(dir: &Path, model: &Gpt, mut meta: CheckpointMeta) -> Res
     std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
     let weights = tmp.join(WEIGHTS);
     let bytes = safetensors_bytes(model).map_err(|e| Error::checkpoint(&weights, e))?;
-    durable::write_synced(&weights, &bytes)?;
     meta.sha256 = hex::encode(Sha256::digest(&bytes));
-    write_json(&tmp.join(META), &meta)?;
-    let _ = std::fs::remove_dir_all(&final_dir);
-    durable::rename_synced(&tmp, &final_dir)?;
+    let written = durable::write_synced(&weights, &bytes)
+        .and_then(|()| write_json(&tmp.join(META), &meta))
+        .and_then(|()| {
+            let _ = std::fs::remove_dir_all(&final_dir);
+            durable::rename_synced(&tmp, &final_dir)
+        });
+    if written.is_err() {
+        // A full disk leaves no half-written folder behind.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
     Ok(Checkpoint {
         dir: final_dir,
         meta,
@@ -240,15 +247,21 @@ pub fn save_state(
     std::fs::create_dir_all(&tmp).map_err(Error::io(&tmp))?;
     let fail =
         |path: PathBuf| move |e: burn::store::RecordError| Error::checkpoint(path, e.to_string());
-    model
+    let written = model
         .clone()
         .save_file(tmp.join("model.bpk"))
-        .map_err(fail(tmp.join("model.bpk")))?;
-    optim
-        .save(tmp.join("optim.bpk"))
-        .map_err(fail(tmp.join("optim.bpk")))?;
-    write_json(&tmp.join("state.json"), state)?;
-    durable::sync_folder(&tmp)?;
+        .map_err(fail(tmp.join("model.bpk")))
+        .and_then(|()| {
+            optim
+                .save(tmp.join("optim.bpk"))
+                .map_err(fail(tmp.join("optim.bpk")))
+        })
+        .and_then(|()| write_json(&tmp.join("state.json"), state))
+        .and_then(|()| durable::sync_folder(&tmp));
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
     // Two renames: a kill between them leaves only `.state.old`, which `load_state` takes.
     let old = dir.join(STATE_OLD);
     let _ = std::fs::remove_dir_all(&old);

@@ -13,6 +13,16 @@ use serde::{Deserialize, Serialize};
 /// Features (neurons, SAE latents) one layer may have: the tables number them with u16.
 pub const MAX_FEATURES: usize = 1 << 16;
 
+/// Features per layer that `analyze` matches across checkpoints: its dense cosine and weight
+/// matrices take [`matching_bytes`] (1.5 GiB at this n), and the Hungarian algorithm n³ steps.
+pub const MAX_MATCHED: usize = 8192;
+
+/// Memory of one matching of `n` features: the dot-product and cosine matrices (f64) and the
+/// integer weights of the Hungarian algorithm (i64).
+pub fn matching_bytes(n: usize) -> u64 {
+    3 * 8 * (n as u64) * (n as u64)
+}
+
 /// Where the run lives and what runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -366,6 +376,13 @@ impl PipelineConfig {
         if self.data.eval_tokens == 0 {
             bail!("`data.eval_tokens` = 0: must be at least 1");
         }
+        if self.model.d_model > MAX_MATCHED {
+            bail!(
+                "`model.d_model` = {}: `analyze` matches neurons one to one through a dense n × n cosine matrix (about {:.1} GiB at this n, time growing as n³), so at most {MAX_MATCHED}",
+                self.model.d_model,
+                matching_bytes(self.model.d_model) as f64 / (1u64 << 30) as f64
+            );
+        }
         if self.record.k > self.model.d_model {
             bail!(
                 "`record.k` = {}: must be at most model.d_model = {}",
@@ -446,6 +463,13 @@ impl PipelineConfig {
                         self.model.d_model
                     )
                 })?;
+            if d_sae > MAX_MATCHED {
+                bail!(
+                    "`sae.expansion` = {}: {d_sae} latents per layer; `analyze` matches features one to one through a dense n × n cosine matrix (about {:.1} GiB at this n, time growing as n³), so at most {MAX_MATCHED}: lower `sae.expansion`",
+                    self.sae.expansion,
+                    matching_bytes(d_sae) as f64 / (1u64 << 30) as f64
+                );
+            }
             model::sae::SaeConfig {
                 d_in: self.model.d_model,
                 d_sae,

@@ -202,15 +202,20 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             bar.inc(1);
             Ok(stats)
         };
-        let per_checkpoint: Vec<RecordStats> = if ctx.cfg.record.parallel_checkpoints > 1 {
+        let recorded: Result<Vec<RecordStats>> = if ctx.cfg.record.parallel_checkpoints > 1 {
             // Checkpoints in parallel inside a pool of that many threads; burn's own parallel
             // matmuls run in the same pool, so cores are not oversubscribed.
             use rayon::prelude::*;
             let pool = rayon::ThreadPoolBuilder::new().num_threads(ctx.cfg.record.parallel_checkpoints).build()?;
-            pool.install(|| jobs.par_iter().map(record_one).collect::<Result<_>>())?
+            pool.install(|| jobs.par_iter().map(record_one).collect())
         } else {
-            jobs.iter().map(record_one).collect::<Result<_>>()?
+            jobs.iter().map(record_one).collect()
         };
+        if recorded.is_err() {
+            // Half-built partitions go with the error (a full disk keeps no temporary files).
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        let per_checkpoint = recorded?;
         bar.finish_and_clear();
         let removed = queries::durable::retain_only(&out, &expected)?;
         let stats = per_checkpoint.iter().fold(RecordStats::default(), |a, b| a.merge(b));

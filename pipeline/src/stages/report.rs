@@ -26,12 +26,12 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         inputs.push(ctx.path("steer"));
     }
     ctx.run_stage("report", &ctx.cfg.report, &inputs, || Ok(()), |()| {
+        // Written into an empty folder: no figure or neuron page of an earlier run stays.
+        let dir = ctx.fresh_output_dir("report")?;
         let report = runtime()?.block_on(async {
             let session = open_run(&ctx.run_dir, &SessionOptions::default()).await?;
             build(ctx, &session).await
         })?;
-        // Written into an empty folder: no neuron page of an earlier run stays behind.
-        let dir = ctx.fresh_output_dir("report")?;
         report.write(&dir)?;
         ctx.ui.say(&format!(
             "   report: {} figures, {} neuron pages, {} notices → {}",
