@@ -371,6 +371,15 @@ fn bad_input_is_refused_with_a_short_error_naming_what_to_fix() {
         );
         assert!(err.lines().count() <= 3, "{args:?}: {err}");
         assert!(!runs.join("e2e").exists(), "{args:?} left a run directory");
+        let shown = err
+            .lines()
+            .next()
+            .unwrap()
+            .replace(&tmp.path().display().to_string(), "…");
+        eprintln!(
+            "| `{}` | {shown} |",
+            args.join(" ").replace("config show --set ", "")
+        );
     }
     eprintln!("bad inputs refused: {}", cases.len());
 }
@@ -423,4 +432,207 @@ fn a_full_disk_ends_the_stage_with_a_short_error_and_keeps_earlier_outputs() {
     assert!(leftovers(&run).is_empty(), "{:?}", leftovers(&run));
     let tokens = sql(&disk, &sets, "SELECT COUNT(*) AS n FROM tokens");
     assert_eq!(tokens.lines().nth(1), Some("512"), "{tokens}");
+}
+
+/// Damaged files inside a finished run, bad imports and bad queries: each refused with a short
+/// error naming the file, and the run's tables and manifest left as they were.
+#[test]
+fn damaged_files_and_bad_queries_are_named_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    run_all(&base, &[], false);
+    // Each case gets its own copy of the finished run.
+    type Damage = Box<dyn Fn(&Path)>;
+    let write = |rel: &'static str, bytes: &'static [u8]| -> Damage {
+        Box::new(move |run: &Path| std::fs::write(run.join(rel), bytes).unwrap())
+    };
+    let cases: Vec<(&str, Damage, Vec<String>, &str)> = vec![
+        (
+            "tokens.parquet with token_id stored as text",
+            Box::new(|run: &Path| retype_token_id(&run.join("prepare/tokens.parquet"))),
+            args(&["record"]),
+            "column `token_id` is Utf8",
+        ),
+        (
+            "a truncated checkpoint",
+            Box::new(|run: &Path| {
+                let f = run.join("train/topk/checkpoints/step-0000020/model.safetensors");
+                let bytes = std::fs::read(&f).unwrap();
+                std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+            }),
+            args(&["record"]),
+            "step-0000020/model.safetensors",
+        ),
+        (
+            "a truncated SAE file",
+            write(
+                "sae/dense-sae/step-0000010/layer-1.safetensors",
+                b"\x10\x00",
+            ),
+            args(&["record", "--force"]),
+            "layer-1.safetensors",
+        ),
+        (
+            "a tokenizer.json that is not one",
+            write("prepare/tokenizer.json", b"{\"not\": \"a tokenizer\"}"),
+            args(&["record", "--force"]),
+            "tokenizer.json",
+        ),
+        (
+            "a manifest.json that is not JSON",
+            write("manifest.json", b"{"),
+            args(&["analyze"]),
+            "manifest.json",
+        ),
+        (
+            "an empty prompts file",
+            Box::new(|run: &Path| std::fs::write(run.join("../prompts.txt"), "\n\n").unwrap()),
+            args(&[
+                "steer",
+                "--eval",
+                "--force",
+                "--set",
+                "steer.prompts=\"../prompts.txt\"",
+            ]),
+            "has no prompts",
+        ),
+        (
+            "an SQL syntax error",
+            Box::new(|_: &Path| {}),
+            args(&["sql", "SELEKT 1"]),
+            "SELEKT",
+        ),
+        (
+            "an SQL query on a table that does not exist",
+            Box::new(|_: &Path| {}),
+            args(&["sql", "SELECT * FROM nope"]),
+            "tables: ",
+        ),
+        (
+            "an SQL division of strings",
+            Box::new(|_: &Path| {}),
+            args(&["sql", "SELECT 'a' / 'b'"]),
+            "Utf8",
+        ),
+        (
+            "an imported checkpoint whose topk_k exceeds d_model",
+            Box::new(|run: &Path| {
+                import_source(run);
+                let meta = run.join("../source/topk/checkpoints/step-0000020/meta.json");
+                let mut json: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+                json["topk_k"] = 999.into();
+                std::fs::write(&meta, json.to_string()).unwrap();
+            }),
+            args(&["train", "--set", "load.source=\"../source\""]),
+            "topk_k = 999",
+        ),
+        (
+            "an imported model with fewer layers than the config",
+            Box::new(import_source),
+            args(&[
+                "train",
+                "--set",
+                "load.source=\"../source\"",
+                "--set",
+                "model.n_layers=4",
+            ]),
+            "n_layers = 3",
+        ),
+        (
+            "a load.source folder that does not exist",
+            Box::new(|_: &Path| {}),
+            args(&["train", "--set", "load.source=\"../nowhere\""]),
+            "there is no folder",
+        ),
+    ];
+    eprintln!("| bad input | command | what the user sees |\n|---|---|---|");
+    for (what, damage, args, named) in cases {
+        let case = tmp.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&case).unwrap();
+        copy_dir(&base.join("e2e"), &case.join("e2e"));
+        let run = case.join("e2e");
+        damage(&run);
+        let before = snapshot(&run);
+        let manifest = std::fs::read(run.join("manifest.json")).unwrap();
+        // Paths in --set are relative to the run's parent, as a user would give them.
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("../", &format!("{}/", case.display())))
+            .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = pipeline(&case, &fixture(), &refs);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{what}: succeeded");
+        assert!(err.contains(named), "{what}: expected `{named}` in {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("internal error"),
+            "{what}: {err}"
+        );
+        assert!(err.lines().count() <= 3, "{what}: {err}");
+        assert_eq!(
+            std::fs::read(run.join("manifest.json")).unwrap(),
+            manifest,
+            "{what}"
+        );
+        assert!(
+            differences(&before, &snapshot(&run)).is_empty(),
+            "{what} changed the run"
+        );
+        let shown = err
+            .lines()
+            .next()
+            .unwrap()
+            .replace(&case.display().to_string(), "…");
+        eprintln!("| {what} | `pipeline {}` | {shown} |", args[..1].join(" "));
+    }
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// `load.source` beside the run: the run's own `train/` folder, as another tool would hand it.
+fn import_source(run: &Path) {
+    let source = run.join("../source");
+    if !source.exists() {
+        copy_dir(&run.join("train"), &source);
+    }
+}
+
+/// Rewrites a tokens table with its `token_id` column stored as text, keeping its metadata.
+fn retype_token_id(path: &Path) {
+    use std::sync::Arc;
+    let file = std::fs::File::open(path).unwrap();
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let kv = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned();
+    let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
+    let schema = batches[0].schema();
+    let i = schema.index_of("token_id").unwrap();
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    fields[i] = Arc::new(arrow::datatypes::Field::new(
+        "token_id",
+        arrow::datatypes::DataType::Utf8,
+        false,
+    ));
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let out = std::fs::File::create(path).unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).unwrap();
+    for b in batches {
+        let mut cols = b.columns().to_vec();
+        cols[i] = arrow::compute::cast(&cols[i], &arrow::datatypes::DataType::Utf8).unwrap();
+        writer
+            .write(&arrow::array::RecordBatch::try_new(schema.clone(), cols).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
 }

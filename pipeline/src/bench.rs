@@ -16,7 +16,68 @@ pub fn run(ctx: &Ctx, what: BenchTarget, rows: usize, memory_limit: usize) -> Re
         BenchTarget::Record => bench_record(ctx),
         BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit),
         BenchTarget::Sae => bench_sae(ctx),
+        BenchTarget::Matching => bench_matching(),
     }
+}
+
+/// Feature matching between two recordings of n features (4,096 tokens, 32 active features
+/// per token, the second recording a permutation of the first with noise): seconds and memory
+/// per n, doubling n until a size takes over a minute; sizes past the config's limit are
+/// listed with the memory they would need.
+fn bench_matching() -> Result<()> {
+    use crate::config::{MAX_MATCHED, matching_bytes};
+    let (tokens, k) = (4096u32, 32usize);
+    println!("matching: {tokens} tokens, {k} active features per token");
+    println!(
+        "{:>8} {:>10} {:>14} {:>14}",
+        "features", "seconds", "matrices MiB", "peak RSS MiB"
+    );
+    let mut n = 512;
+    while n <= MAX_MATCHED {
+        let mut rng = train::SplitMix64::new(11, n as u64);
+        let perm: Vec<usize> = {
+            let mut p: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                p.swap(i, rng.below(i + 1));
+            }
+            p
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for t in 0..tokens {
+            for _ in 0..k {
+                let f = rng.below(n).min(rng.below(n)); // skewed: low ids fire more
+                let v = 1.0 + rng.below(1000) as f64 / 1000.0;
+                a.push((t, f, v));
+                b.push((t, perm[f], v + rng.below(100) as f64 / 1000.0));
+            }
+        }
+        a.sort_by_key(|r| (r.0, r.1));
+        b.sort_by_key(|r| (r.0, r.1));
+        let started = Instant::now();
+        let matches = queries::stability::match_features(&a, &b, n);
+        let seconds = started.elapsed().as_secs_f64();
+        let recovered = matches
+            .iter()
+            .filter(|m| m.alive_prev && perm[m.prev] == m.next)
+            .count();
+        println!(
+            "{n:>8} {seconds:>10.2} {:>14.0} {:>14.0}   ({recovered} of the alive features matched to their permuted index)",
+            matching_bytes(n) as f64 / (1 << 20) as f64,
+            peak_rss_mib().unwrap_or(f64::NAN)
+        );
+        if seconds > 60.0 {
+            println!("(larger sizes skipped: the time grows as n³)");
+            break;
+        }
+        n *= 2;
+    }
+    for n in [MAX_MATCHED * 2, MAX_MATCHED * 8] {
+        println!(
+            "{n:>8}    refused by the config: its matrices would take {:.1} GiB",
+            matching_bytes(n) as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
 }
 
 /// SAE training tokens/s at the configured shape (and at 8×), the cost of collecting the

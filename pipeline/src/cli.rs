@@ -239,4 +239,7 @@ pub enum BenchTarget {
     Analyze,
     /// SAE training tokens/s on hidden states of the last dense checkpoint.
     Sae,
+    /// Time and memory of matching n features across two checkpoints (the `matching` table),
+    /// for n from 512 up to the largest the config allows.
+    Matching,
 }

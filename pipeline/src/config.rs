@@ -408,17 +408,17 @@ impl PipelineConfig {
             bail!("`models` is empty: list at least one of \"topk\", \"dense\"");
         }
         for m in &self.models {
-            let trainable = m == "topk" || m == "dense";
-            if self.load.source.as_os_str().is_empty() && !trainable {
-                bail!(
-                    "`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)"
-                );
-            }
             // A model name is a folder, a Hive partition value and part of a page's URL.
             let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
             if m.is_empty() || m == "." || m == ".." || !m.chars().all(safe) {
                 bail!(
                     "`models` contains \"{m}\": a model name may use letters, digits, `-`, `_` and `.` (and is not `.` or `..`)"
+                );
+            }
+            let trainable = m == "topk" || m == "dense";
+            if self.load.source.as_os_str().is_empty() && !trainable {
+                bail!(
+                    "`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)"
                 );
             }
         }
@@ -457,7 +457,7 @@ impl PipelineConfig {
                 .filter(|&n| n <= MAX_FEATURES)
                 .with_context(|| {
                     format!(
-                        "`sae.expansion` = {}: {} × model.d_model = {} latents; the tables number features with 16 bits, so at most {MAX_FEATURES}",
+                        "`sae.expansion` = {}: {} × model.d_model ({}) latents per layer exceed the {MAX_FEATURES} that the tables can number (16-bit ids)",
                         self.sae.expansion,
                         self.sae.expansion,
                         self.model.d_model

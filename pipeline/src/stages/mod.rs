@@ -155,12 +155,19 @@ impl Ctx {
         work: impl FnOnce(T) -> Result<serde_json::Value>,
     ) -> Result<Outcome> {
         for input in inputs {
-            if !input.exists() {
+            if input.exists() {
+                continue;
+            }
+            if input.starts_with(&self.run_dir) {
                 bail!(
                     "{stage} needs {}, which does not exist; run the earlier stages first (`pipeline run all`)",
                     input.display()
                 );
             }
+            bail!(
+                "{stage} needs {}, which does not exist; check the path given in the config (`pipeline config show`)",
+                input.display()
+            );
         }
         // The lock comes first: the manifest read below must not be overwritten by another
         // process's record of a stage that ran in between.

@@ -132,6 +132,17 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             );
         }
         let models = super::train::checkpoints(ctx)?;
+        // A checkpoint changed or truncated since it was saved is named before anything is
+        // written (the weights are read for the stage's fingerprint anyway).
+        for cp in models.iter().flat_map(|(_, cps)| cps) {
+            let weights = cp.weights();
+            if crate::manifest::hash_path(&weights)? != cp.meta.sha256 {
+                anyhow::bail!(
+                    "{}: its SHA-256 is not the one in meta.json (the file was changed or truncated); restore it, or retrain with `pipeline train --force`",
+                    weights.display()
+                );
+            }
+        }
         let mut sae_series = Vec::new();
         if ctx.cfg.sae.enabled {
             let base = models.iter().find(|(n, _)| *n == ctx.cfg.sae.model).map(|(_, c)| c.as_slice()).unwrap_or_default();

@@ -131,6 +131,14 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
 fn load(ctx: &Ctx) -> Result<Outcome> {
     let source = &ctx.cfg.load.source;
     let inputs: Vec<_> = ctx.cfg.models.iter().map(|m| source.join(m)).collect();
+    if let Some(missing) = inputs.iter().find(|p| !p.is_dir()) {
+        anyhow::bail!(
+            "`load.source` = {}: there is no folder {}; it must hold one folder per name in `models` ({})",
+            source.display(),
+            missing.display(),
+            ctx.cfg.models.join(", ")
+        );
+    }
     ctx.run_stage("train", &(&ctx.cfg.models, source), &inputs, || {
         let mut series = Vec::new();
         for (name, dir) in ctx.cfg.models.iter().zip(&inputs) {
