@@ -349,6 +349,11 @@ fn headless(browser: &Path, profile: &Path) -> Command {
 #[test]
 fn the_report_renders_in_a_real_browser() {
     let Some(browser) = chromium() else {
+        // CI installs Chromium (scripts/setup.sh): there, a missing browser is a failure.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium at /usr/bin/chromium under CI=true; scripts/setup.sh should have installed it"
+        );
         eprintln!("SKIPPED: no Chromium at /usr/bin/chromium; install it with scripts/setup.sh");
         return;
     };

@@ -113,7 +113,7 @@ fn bench_sae(ctx: &Ctx) -> Result<()> {
             (sae.steps * sae.batch_size) as f64 / out.tokens_per_second
         );
     }
-    if let Ok(manifest) = crate::manifest::Manifest::load(&ctx.run_dir) {
+    if let Ok(manifest) = crate::manifest::Manifest::load(&ctx.layout) {
         let total: f64 = manifest.stages.values().map(|s| s.seconds).sum();
         if let Some(stage) = manifest.stages.get("sae").filter(|_| total > 0.0) {
             println!(
@@ -206,7 +206,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         k,
         batch_size: ctx.cfg.record.batch_size,
         rows_per_file: crate::stages::record::ROWS_PER_FILE,
-        f16: false,
+        value_type: crate::config::ValueType::F32,
         run_id: "bench".into(),
         device: device.clone(),
         inputs_key: String::new(),

@@ -80,10 +80,30 @@ pub struct RecordSection {
     /// Checkpoints recorded in parallel (each uses its own matmul threads).
     pub parallel_checkpoints: usize,
     /// Stored activation values: "f32" (exact) or "f16" (half the value column, ~3 digits).
-    pub value_type: String,
+    pub value_type: ValueType,
     /// Activation rows per part file of a partition (bounds the recorder's memory); the rows
     /// are the same whatever the split.
     pub rows_per_file: usize,
+}
+
+/// How `record` stores activation values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    /// Exact.
+    F32,
+    /// Rounded to half precision: a third of the disk at k = 16, about 3 significant digits.
+    F16,
+}
+
+impl ValueType {
+    /// The name stored in each partition's metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::F32 => "f32",
+            ValueType::F16 => "f16",
+        }
+    }
 }
 
 /// The steering evaluation (`steer` stage).
@@ -297,7 +317,7 @@ impl PipelineConfig {
                 // byte-identical tables.
                 parallel_checkpoints: 2,
                 rows_per_file: 4 << 20,
-                value_type: "f32".into(),
+                value_type: ValueType::F32,
             },
             analyze: AnalysisParams::default(),
             steer: SteerSection {
@@ -396,12 +416,6 @@ impl PipelineConfig {
         {
             bail!(
                 "`record.batch_size`, `record.parallel_checkpoints` and `record.rows_per_file` must be at least 1"
-            );
-        }
-        if self.record.value_type != "f32" && self.record.value_type != "f16" {
-            bail!(
-                "`record.value_type` = \"{}\": use \"f32\" or \"f16\"",
-                self.record.value_type
             );
         }
         if self.models.is_empty() {
@@ -622,6 +636,25 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "models trained on the same data and seed: topk and its dense baseline",
     ),
     (
+        "load.source",
+        "folder of checkpoint series trained elsewhere, one sub-folder per model (\"\": train here)",
+    ),
+    (
+        "steer.concepts",
+        "concepts to steer towards (empty: those with the most specialised TopK neurons)",
+    ),
+    (
+        "steer.auto_concepts",
+        "how many concepts to pick when steer.concepts is empty",
+    ),
+    (
+        "steer.strengths",
+        "multiples of each neuron's largest observed activation (0: unsteered)",
+    ),
+    ("steer.prompts", "neutral prompts to continue, one per line"),
+    ("steer.max_new_tokens", "tokens generated per prompt"),
+    ("steer.temperature", "sampling temperature (0: greedy)"),
+    (
         "model.vocab_size",
         "tokenizer size (the BPE is trained to this many tokens)",
     ),
@@ -701,6 +734,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "activation rows per part file of a partition (bounds memory; same rows whatever the split)",
     ),
     (
+        "record.value_type",
+        "\"f32\" (exact) or \"f16\" (a third of the disk at k = 16, about 3 significant digits)",
+    ),
+    (
         "analyze.weight",
         "\"value\" (weight activations by |value|) or \"count\"",
     ),
@@ -746,6 +783,7 @@ const KEY_DOCS: &[(&str, &str)] = &[
     ("sae.steps", "optimizer steps per SAE"),
     ("sae.batch_size", "hidden states per step"),
     ("sae.lr", "Adam learning rate"),
+    ("sae.warmup_steps", "steps of linear learning-rate warm-up"),
     ("sae.aux_k", "dead latents in the AuxK loss (0 = none)"),
     ("sae.aux_coef", "weight of the AuxK loss"),
     (
@@ -816,6 +854,38 @@ mod tests {
 
     fn sets(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_key_has_its_documentation_line_in_config_init() {
+        let cfg = PipelineConfig::defaults(Preset::Tiny);
+        let mut section = String::new();
+        let mut undocumented = Vec::new();
+        for line in cfg.to_toml().lines() {
+            let trimmed = line.trim();
+            if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                section = name.to_owned();
+            } else if let Some((key, _)) = trimmed.split_once(" = ") {
+                let full = match section.as_str() {
+                    "" => key.to_owned(),
+                    s => format!("{s}.{key}"),
+                };
+                if !KEY_DOCS.iter().any(|(k, _)| *k == full) {
+                    undocumented.push(full);
+                }
+            }
+        }
+        assert!(
+            undocumented.is_empty(),
+            "no documentation line: {undocumented:?}"
+        );
+        // And every documented key exists.
+        let text = commented_toml(&cfg);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("# ")).count(),
+            KEY_DOCS.len() + 1,
+            "{text}"
+        );
     }
 
     #[test]

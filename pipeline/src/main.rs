@@ -18,7 +18,7 @@ use clap::Parser;
 
 use cli::{Cli, ClusterAction, Command, ConfigAction};
 use config::PipelineConfig;
-use stages::{Ctx, STAGES};
+use stages::{Ctx, Stage};
 use ui::Ui;
 
 fn main() {
@@ -57,46 +57,39 @@ fn run(cli: Cli) -> Result<()> {
     };
     let ctx = Ctx {
         run_dir: cfg.run_dir(),
+        layout: queries::layout::RunLayout::new(cfg.run_dir()),
         cfg,
         force: g.force,
         ui,
         holds_lock: false,
     };
     match cli.command {
-        Command::Run { stage } => {
-            if stage == "all" {
-                // One lock for the whole run: no other process's stage slips in between ours.
-                let _lock = ctx.lock_run()?;
-                let ctx = Ctx {
-                    holds_lock: true,
-                    ..ctx.clone()
-                };
-                for s in STAGES {
-                    run_stage(&ctx, s)?;
-                }
-                let report = ctx.path("report/index.html");
-                if report.exists() && !g.quiet {
-                    println!("report: {}", report.display());
-                }
-                Ok(())
-            } else if STAGES.contains(&stage.as_str()) {
-                run_stage(&ctx, &stage)
-            } else {
-                bail!(
-                    "unknown stage `{stage}`; use `all` or one of: {}",
-                    STAGES.join(", ")
-                )
+        Command::Run { stage } if stage == "all" => {
+            // One lock for the whole run: no other process's stage slips in between ours.
+            let _lock = ctx.lock_run()?;
+            let ctx = Ctx {
+                holds_lock: true,
+                ..ctx.clone()
+            };
+            for s in Stage::ALL {
+                s.run(&ctx)?;
             }
+            let report = ctx.layout.report_index();
+            if report.exists() && !g.quiet {
+                println!("report: {}", report.display());
+            }
+            Ok(())
         }
-        Command::Prepare => run_stage(&ctx, "prepare"),
-        Command::Train => run_stage(&ctx, "train"),
-        Command::Sae => run_stage(&ctx, "sae"),
-        Command::Record => run_stage(&ctx, "record"),
-        Command::Analyze => run_stage(&ctx, "analyze"),
-        Command::Report => run_stage(&ctx, "report"),
+        Command::Run { stage } => run_stage(&ctx, stage.parse()?),
+        Command::Prepare => run_stage(&ctx, Stage::Prepare),
+        Command::Train => run_stage(&ctx, Stage::Train),
+        Command::Sae => run_stage(&ctx, Stage::Sae),
+        Command::Record => run_stage(&ctx, Stage::Record),
+        Command::Analyze => run_stage(&ctx, Stage::Analyze),
+        Command::Report => run_stage(&ctx, Stage::Report),
         Command::Sql(args) => sql::run(&ctx, &args),
         Command::Generate(args) => steer::run_generate(&ctx, &args),
-        Command::Steer(args) if args.eval => run_stage(&ctx, "steer"),
+        Command::Steer(args) if args.eval => run_stage(&ctx, Stage::Steer),
         Command::Steer(args) => steer::run_steer(&ctx, &args),
         Command::Cluster {
             action: ClusterAction::Start { executors, port },
@@ -125,18 +118,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn run_stage(ctx: &Ctx, stage: &str) -> Result<()> {
-    let outcome = match stage {
-        "prepare" => stages::prepare::run(ctx),
-        "train" => stages::train::run(ctx),
-        "sae" => stages::sae::run(ctx),
-        "record" => stages::record::run(ctx),
-        "analyze" => stages::analyze::run(ctx),
-        "steer" => stages::steer::run(ctx),
-        "report" => stages::report::run(ctx),
-        _ => unreachable!("stage names come from STAGES"),
-    };
-    outcome
-        .map(|_| ())
-        .map_err(|e| e.context(format!("{stage} failed")))
+fn run_stage(ctx: &Ctx, stage: Stage) -> Result<()> {
+    stage.run(ctx).map(|_| ())
 }

@@ -5,14 +5,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use queries::layout::RunLayout;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Where a stage stands: written `running` before it changes anything, `done` when its outputs
+/// are complete (a run killed in between is redone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageStatus {
+    #[default]
+    Running,
+    Done,
+}
 
 /// One stage's entry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageRecord {
     /// `running` while the stage works, `done` when its outputs are complete.
-    pub status: String,
+    pub status: StageStatus,
     /// Hash of the stage's config and input hashes; equal means nothing to redo.
     pub fingerprint: String,
     /// SHA-256 of each input file.
@@ -38,13 +49,10 @@ pub struct Manifest {
     pub stages: BTreeMap<String, StageRecord>,
 }
 
-/// File name inside the run directory.
-pub const MANIFEST: &str = "manifest.json";
-
 impl Manifest {
-    /// Reads the manifest of `run_dir`, or an empty one.
-    pub fn load(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(MANIFEST);
+    /// Reads the run's manifest, or an empty one.
+    pub fn load(layout: &RunLayout) -> Result<Self> {
+        let path = layout.manifest();
         if !path.exists() {
             return Ok(Self::default());
         }
@@ -59,11 +67,11 @@ impl Manifest {
     }
 
     /// Writes the manifest atomically.
-    pub fn save(&self, run_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(run_dir)
-            .with_context(|| format!("cannot create {}", run_dir.display()))?;
-        let path = run_dir.join(MANIFEST);
-        write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes())
+    pub fn save(&self, layout: &RunLayout) -> Result<()> {
+        write_atomic(
+            &layout.manifest(),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )
     }
 }
 

@@ -276,7 +276,7 @@ fn repl(
         allow_copy,
     };
     let mut editor = rustyline::DefaultEditor::new()?;
-    let history = ctx.run_dir.join(".sql_history");
+    let history = ctx.layout.sql_history();
     let _ = editor.load_history(&history);
     println!("tables: {}", table_names(session).join(", "));
     println!("end a query with `;` — \\q quits");

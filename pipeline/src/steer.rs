@@ -26,7 +26,7 @@ struct Loaded {
 }
 
 fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
-    let dir = ctx.path(&format!("train/{}", args.model));
+    let dir = ctx.layout.model_dir(&args.model);
     let card = read_card(&dir).with_context(|| {
         format!(
             "no trained model `{}` in this run; run `pipeline train` (models: {})",
@@ -55,7 +55,7 @@ fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
     };
     let device = model::device(&ctx.cfg.run.backend)?;
     let model = load_weights(&card.model, &checkpoint.dir, &device)?;
-    let tokenizer = crate::tokenize::load(&ctx.path("prepare/tokenizer.json"))?;
+    let tokenizer = crate::tokenize::load(&ctx.layout.tokenizer())?;
     Ok(Loaded {
         name: args.model.clone(),
         cfg: card.model,

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod durable;
 pub mod engine;
 mod error;
+pub mod layout;
 pub mod matching;
 pub mod parquet_io;
 pub mod schema;

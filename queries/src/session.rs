@@ -6,23 +6,9 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::engine::Engine;
+use crate::layout::RunLayout;
 use crate::schema::partition_columns;
 use crate::{Error, Result};
-
-/// Where each table of a run lives, relative to the run directory.
-pub const TABLE_PATHS: &[(&str, &str, bool)] = &[
-    // (table, path, Hive-partitioned by model/step/layer)
-    ("tokens", "prepare/tokens.parquet", false),
-    ("metrics", "train/metrics.parquet", false),
-    ("sae_quality", "sae/quality.parquet", false),
-    // Stored values may be f16; the `activations` view casts them to FLOAT.
-    ("activations_stored", "record/activations/", true),
-    ("neurons", "record/neurons/", true),
-    ("steering", "steer/steering.parquet", false),
-];
-
-/// Folder of the derived tables (one `<name>.parquet` each).
-pub const DERIVED_DIR: &str = "analyze";
 
 /// Settings of the session.
 #[derive(Debug, Clone, Default)]
@@ -48,10 +34,10 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
         runtime = runtime.with_memory_limit(limit, 1.0);
     }
     let ctx = crate::engine::context(&options.engine, config, runtime.build_arc()?).await?;
-    for (table, rel, partitioned) in TABLE_PATHS {
-        let path = run_dir.join(rel);
+    let layout = RunLayout::new(run_dir);
+    for (table, path, partitioned) in layout.tables() {
         if has_parquet(&path) {
-            register(&ctx, table, &path, *partitioned).await?;
+            register(&ctx, table, &path, partitioned).await?;
         }
     }
     let derived = crate::sql::DERIVED_TABLES
@@ -150,7 +136,7 @@ pub fn require_table(ctx: &SessionContext, table: &str) -> Result<()> {
 
 /// Path of a derived table's file.
 pub fn derived_path(run_dir: &Path, name: &str) -> PathBuf {
-    run_dir.join(DERIVED_DIR).join(format!("{name}.parquet"))
+    RunLayout::new(run_dir).derived(name)
 }
 
 /// Runs a query and returns its rows.

@@ -20,20 +20,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let inputs = [ctx.path("prepare/tokens.parquet"), ctx.path("record")];
+    let inputs = [ctx.layout.tokens(), ctx.layout.record_dir()];
     let section = (
         &ctx.cfg.analyze,
         ctx.cfg.sae.enabled,
         ctx.cfg.sae.second_seed,
     );
     ctx.run_stage(
-        "analyze",
+        super::Stage::Analyze,
         &section,
         &inputs,
         || Ok(()),
         |()| {
             // Every derived table is computed anew; none of an earlier run may be read or kept.
-            ctx.fresh_output_dir("analyze")?;
+            ctx.fresh_output_dir(super::Stage::Analyze)?;
             let run_dir = ctx.run_dir.clone();
             let params = ctx.cfg.analyze.clone();
             let metadata = vec![("run_id", ctx.run_id())];

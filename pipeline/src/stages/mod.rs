@@ -16,19 +16,92 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::config::PipelineConfig;
-use crate::manifest::{Manifest, StageRecord, hash_path, hash_value};
+use crate::manifest::{Manifest, StageRecord, StageStatus, hash_path, hash_value};
 use crate::ui::Ui;
+use queries::layout::RunLayout;
 
-/// Stage names in the order `run all` runs them.
-pub const STAGES: &[&str] = &[
-    "prepare", "train", "sae", "record", "analyze", "steer", "report",
-];
+/// The stages, in the order `run all` runs them; each writes the folder of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Prepare,
+    Train,
+    Sae,
+    Record,
+    Analyze,
+    Steer,
+    Report,
+}
+
+impl Stage {
+    /// Every stage, in data-flow order.
+    pub const ALL: [Stage; 7] = [
+        Stage::Prepare,
+        Stage::Train,
+        Stage::Sae,
+        Stage::Record,
+        Stage::Analyze,
+        Stage::Steer,
+        Stage::Report,
+    ];
+
+    /// The stage's name: its command, its folder and its key in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prepare => "prepare",
+            Stage::Train => "train",
+            Stage::Sae => "sae",
+            Stage::Record => "record",
+            Stage::Analyze => "analyze",
+            Stage::Steer => "steer",
+            Stage::Report => "report",
+        }
+    }
+
+    /// Runs the stage (skipped when its inputs and config are unchanged).
+    pub fn run(self, ctx: &Ctx) -> Result<Outcome> {
+        let outcome = match self {
+            Stage::Prepare => prepare::run(ctx),
+            Stage::Train => train::run(ctx),
+            Stage::Sae => sae::run(ctx),
+            Stage::Record => record::run(ctx),
+            Stage::Analyze => analyze::run(ctx),
+            Stage::Steer => steer::run(ctx),
+            Stage::Report => report::run(ctx),
+        };
+        outcome.map_err(|e| e.context(format!("{self} failed")))
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = anyhow::Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+                anyhow::anyhow!(
+                    "unknown stage `{name}`; use `all` or one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
 
 /// What every stage gets.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub cfg: PipelineConfig,
     pub run_dir: PathBuf,
+    /// Every path under `run_dir`.
+    pub layout: RunLayout,
     /// Redo the stage even if its inputs are unchanged.
     pub force: bool,
     pub ui: Ui,
@@ -69,11 +142,6 @@ impl Drop for RunLock {
 }
 
 impl Ctx {
-    /// A path inside the run directory.
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.run_dir.join(rel)
-    }
-
     /// Locks the run directory for one stage's writes (`None` when this process holds the lock
     /// already): a second process running a stage on the same run stops instead of writing
     /// over the first one's files. Queries only read and take no lock.
@@ -81,7 +149,7 @@ impl Ctx {
         if self.holds_lock {
             return Ok(None);
         }
-        let path = self.path(".lock");
+        let path = self.layout.lock();
         let created_dir = !self.run_dir.exists();
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("cannot create {}", self.run_dir.display()))?;
@@ -111,8 +179,8 @@ impl Ctx {
 
     /// Empties a stage's output folder before the stage writes it anew: a stage that rewrites
     /// every output leaves none of an earlier config's files (a neuron page, a table) behind.
-    pub fn fresh_output_dir(&self, stage: &str) -> Result<PathBuf> {
-        let dir = self.path(stage);
+    pub fn fresh_output_dir(&self, stage: Stage) -> Result<PathBuf> {
+        let dir = self.layout.stage_dir(stage.name());
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -124,21 +192,21 @@ impl Ctx {
 
     /// Removes a stage's outputs and its manifest entry when the config no longer asks for the
     /// stage (`sae.enabled = false`), so no table from an earlier config stays readable.
-    pub fn drop_stage(&self, stage: &str) -> Result<()> {
-        let dir = self.path(stage);
+    pub fn drop_stage(&self, stage: Stage) -> Result<()> {
+        let dir = self.layout.stage_dir(stage.name());
         if !dir.exists() {
             return Ok(());
         }
         let _lock = self.lock_run()?;
-        let mut manifest = Manifest::load(&self.run_dir)?;
-        if !manifest.stages.contains_key(stage) {
+        let mut manifest = Manifest::load(&self.layout)?;
+        if !manifest.stages.contains_key(stage.name()) {
             // Not ours: leave it, as a stage never touches what this run did not make.
             return Ok(());
         }
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("cannot remove {}", dir.display()))?;
-        manifest.stages.remove(stage);
-        manifest.save(&self.run_dir)
+        manifest.stages.remove(stage.name());
+        manifest.save(&self.layout)
     }
 
     /// Runs one stage with its bookkeeping:
@@ -148,7 +216,7 @@ impl Ctx {
     /// 3. the manifest marks the stage `running`, then `done` with timings and figures.
     pub fn run_stage<C: Serialize, T>(
         &self,
-        stage: &str,
+        stage: Stage,
         config_section: &C,
         inputs: &[PathBuf],
         check: impl FnOnce() -> Result<T>,
@@ -182,11 +250,11 @@ impl Ctx {
             &input_hashes,
             queries::schema::SCHEMA_VERSION,
         ));
-        let mut manifest = Manifest::load(&self.run_dir)?;
-        let out_dir = self.path(stage);
-        match manifest.stages.get(stage) {
+        let mut manifest = Manifest::load(&self.layout)?;
+        let out_dir = self.layout.stage_dir(stage.name());
+        match manifest.stages.get(stage.name()) {
             Some(rec)
-                if rec.status == "done"
+                if rec.status == StageStatus::Done
                     && rec.fingerprint == fingerprint
                     && out_dir.exists()
                     && !self.force =>
@@ -206,21 +274,21 @@ impl Ctx {
         let started = Instant::now();
         self.init_manifest(&mut manifest);
         manifest.stages.insert(
-            stage.to_owned(),
+            stage.name().to_owned(),
             StageRecord {
-                status: "running".into(),
+                status: StageStatus::Running,
                 fingerprint: fingerprint.clone(),
                 inputs: input_hashes.clone(),
                 ..Default::default()
             },
         );
-        manifest.save(&self.run_dir)?;
+        manifest.save(&self.layout)?;
         let summary = work(checked)?;
-        let mut manifest = Manifest::load(&self.run_dir)?;
+        let mut manifest = Manifest::load(&self.layout)?;
         manifest.stages.insert(
-            stage.to_owned(),
+            stage.name().to_owned(),
             StageRecord {
-                status: "done".into(),
+                status: StageStatus::Done,
                 fingerprint,
                 inputs: input_hashes,
                 outputs: vec![format!("{stage}/")],
@@ -231,7 +299,7 @@ impl Ctx {
                 summary: summary.clone(),
             },
         );
-        manifest.save(&self.run_dir)?;
+        manifest.save(&self.layout)?;
         Ok(Outcome::Ran(summary))
     }
 
@@ -256,7 +324,7 @@ impl Ctx {
 
     /// The run id from the manifest (for Parquet metadata).
     pub fn run_id(&self) -> String {
-        Manifest::load(&self.run_dir)
+        Manifest::load(&self.layout)
             .map(|m| m.run_id)
             .unwrap_or_default()
     }

@@ -59,7 +59,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     }
     let section = (data, ctx.cfg.model.vocab_size);
     ctx.run_stage(
-        "prepare",
+        super::Stage::Prepare,
         &section,
         &inputs,
         || {
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
 /// Tokenizes, splits and writes everything; pure apart from the files it writes.
 pub fn prepare(ctx: &Ctx, docs: &[Document], lex: &Lexicon) -> Result<PrepareSummary> {
     let data = &ctx.cfg.data;
-    let out = ctx.path("prepare");
+    let out = ctx.layout.stage_dir("prepare");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let (val, train): (Vec<&Document>, Vec<&Document>) = docs
         .iter()

@@ -23,6 +23,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use super::{Ctx, Outcome};
+use crate::config::ValueType;
 
 /// Folder inside `record/` where partitions are built before they are renamed into place.
 pub const STAGING: &str = ".staging";
@@ -101,12 +102,12 @@ impl RecordStats {
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let mut inputs = vec![
-        ctx.path("prepare/tokens.parquet"),
-        ctx.path("prepare/tokenizer.json"),
-        ctx.path("train"),
+        ctx.layout.tokens(),
+        ctx.layout.tokenizer(),
+        ctx.layout.stage_dir("train"),
     ];
     if ctx.cfg.sae.enabled {
-        inputs.push(ctx.path("sae"));
+        inputs.push(ctx.layout.stage_dir("sae"));
     }
     let section = (
         ctx.cfg.record_k(),
@@ -115,7 +116,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         ctx.cfg.sae.enabled,
         ctx.cfg.sae.second_seed,
     );
-    ctx.run_stage("record", &section, &inputs, || {
+    ctx.run_stage(super::Stage::Record, &section, &inputs, || {
         let tokens = read_parquet(&inputs[0])?;
         queries::schema::check_columns(&inputs[0], &tokens, &queries::schema::tokens_schema())
             .map_err(anyhow::Error::msg)?;
@@ -158,9 +159,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         Ok((tokens, tokenizer, models, sae_series))
     }, |(tokens, tokenizer, models, sae_series)| {
         let device = model::device(&ctx.cfg.run.backend)?;
-        let out = ctx.path("record");
+        let out = ctx.layout.record_dir();
         if ctx.force {
-            ctx.fresh_output_dir("record")?;
+            ctx.fresh_output_dir(super::Stage::Record)?;
         }
         // Partitions a killed run left half-built.
         let staging = out.join(STAGING);
@@ -171,15 +172,15 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             crate::manifest::hash_path(&inputs[0])?,
             crate::manifest::hash_path(&inputs[1])?,
         ));
-        let recorder = Recorder { out: out.clone(), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ctx.cfg.record.rows_per_file, f16: ctx.cfg.record.value_type == "f16", run_id: ctx.run_id(), device, inputs_key };
+        let recorder = Recorder { out: out.clone(), k: ctx.cfg.record_k(), batch_size: ctx.cfg.record.batch_size, rows_per_file: ctx.cfg.record.rows_per_file, value_type: ctx.cfg.record.value_type, run_id: ctx.run_id(), device, inputs_key };
         let mut jobs: Vec<Job> = Vec::new();
         for (name, cps) in &models {
-            let card = read_card(&ctx.path(&format!("train/{name}")))?;
+            let card = read_card(&ctx.layout.model_dir(name))?;
             let prevs = std::iter::once(None).chain(cps.iter().map(Some));
             jobs.extend(cps.iter().zip(prevs).map(|(cp, prev)| (name.as_str(), card.model.clone(), cp, prev, None)));
         }
         // SAE latents, recorded as their own models (`dense-sae`, ...).
-        let base_card = read_card(&ctx.path(&format!("train/{}", ctx.cfg.sae.model))).ok();
+        let base_card = read_card(&ctx.layout.model_dir(&ctx.cfg.sae.model)).ok();
         for (series, saes) in &sae_series {
             let cfg = base_card.as_ref().context("the SAE base model has no config.json")?.model.clone();
             jobs.extend(saes.iter().map(|(cp, set)| (series.as_str(), cfg.clone(), cp, None, Some(set))));
@@ -228,6 +229,10 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         }
         let per_checkpoint = recorded?;
         bar.finish_and_clear();
+        // The staging folder is empty now (every partition was renamed out of it).
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+        }
         let removed = queries::durable::retain_only(&out, &expected)?;
         let stats = per_checkpoint.iter().fold(RecordStats::default(), |a, b| a.merge(b));
         ctx.ui.say(&format!(
@@ -247,8 +252,8 @@ pub struct Recorder {
     pub k: usize,
     pub batch_size: usize,
     pub rows_per_file: usize,
-    /// Store values as f16.
-    pub f16: bool,
+    /// How values are stored.
+    pub value_type: ValueType,
     pub run_id: String,
     pub device: Device,
     /// Hash of what the rows depend on besides the checkpoint and the recorder's own settings
@@ -277,7 +282,7 @@ impl Recorder {
     }
 
     fn value_type(&self) -> &'static str {
-        if self.f16 { "f16" } else { "f32" }
+        self.value_type.name()
     }
 
     /// The key a partition's files carry: everything its rows depend on (the checkpoint or the
@@ -580,7 +585,7 @@ impl Recorder {
         }
         // Sorted by neuron, then token: a per-neuron query reads few row groups.
         sort_by_neuron_then_token(rows);
-        let batch = activation_batch(rows, dense, self.f16)?;
+        let batch = activation_batch(rows, dense, self.value_type == ValueType::F16)?;
         let schema = batch.schema();
         let path = self
             .staging("activations", name, step, layer)
@@ -916,7 +921,7 @@ mod tests {
             k: 4,
             batch_size: 3,
             rows_per_file,
-            f16: false,
+            value_type: ValueType::F32,
             run_id: "t".into(),
             device: Device::flex(),
             inputs_key: String::new(),
@@ -1182,7 +1187,7 @@ mod tests {
             .unwrap();
         let half = tmp.path().join("f16");
         let rec = Recorder {
-            f16: true,
+            value_type: ValueType::F16,
             ..recorder(&half, ROWS_PER_FILE)
         };
         rec.record_checkpoint(

@@ -21,13 +21,13 @@ type Batches = Vec<arrow::array::RecordBatch>;
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
     // The steering table is optional: without it the report says so in place of figure 7.
-    let mut inputs = vec![ctx.path("analyze"), ctx.path("train/metrics.parquet")];
-    if ctx.path("steer").exists() {
-        inputs.push(ctx.path("steer"));
+    let mut inputs = vec![ctx.layout.stage_dir("analyze"), ctx.layout.metrics()];
+    if ctx.layout.stage_dir("steer").exists() {
+        inputs.push(ctx.layout.stage_dir("steer"));
     }
-    ctx.run_stage("report", &ctx.cfg.report, &inputs, || Ok(()), |()| {
+    ctx.run_stage(super::Stage::Report, &ctx.cfg.report, &inputs, || Ok(()), |()| {
         // Written into an empty folder: no figure or neuron page of an earlier run stays.
-        let dir = ctx.fresh_output_dir("report")?;
+        let dir = ctx.fresh_output_dir(super::Stage::Report)?;
         let report = runtime()?.block_on(async {
             let session = open_run(&ctx.run_dir, &SessionOptions::default()).await?;
             build(ctx, &session).await
@@ -86,7 +86,7 @@ fn group_by_key(keys: &[String], xs: &[f64], ys: &[f64]) -> BTreeMap<String, Vec
 
 /// Builds the whole report.
 pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
-    let fig_dir = ctx.path("report/figures");
+    let fig_dir = ctx.layout.figures_dir();
     let mut notices = Vec::new();
     let mut figures = Vec::new();
     let mut add = |stem: &str, title: &str, caption: &str, f: reports::chart::Figure| {
@@ -458,7 +458,7 @@ pub async fn build(ctx: &Ctx, s: &SessionContext) -> Result<Report> {
 }
 
 fn summary(ctx: &Ctx) -> Vec<(String, String)> {
-    let m = Manifest::load(&ctx.run_dir).unwrap_or_default();
+    let m = Manifest::load(&ctx.layout).unwrap_or_default();
     let c = &ctx.cfg;
     let mut out = vec![
         ("run".to_owned(), m.run_id.clone()),
@@ -493,7 +493,7 @@ fn summary(ctx: &Ctx) -> Vec<(String, String)> {
             m.git_commit.clone().unwrap_or_else(|| "unknown".into()),
         ),
     ];
-    if let Some(p) = m.stages.get("prepare") {
+    if let Some(p) = m.stages.get(super::Stage::Prepare.name()) {
         out.push((
             "data".to_owned(),
             format!(
@@ -550,7 +550,7 @@ fn stability_table(b: &Batches) -> Result<Table> {
 }
 
 fn models_table(ctx: &Ctx) -> Table {
-    let m = Manifest::load(&ctx.run_dir).unwrap_or_default();
+    let m = Manifest::load(&ctx.layout).unwrap_or_default();
     let mut t = Table {
         headers: vec![
             "model".into(),
@@ -561,7 +561,11 @@ fn models_table(ctx: &Ctx) -> Table {
         ],
         ..Default::default()
     };
-    if let Some(train) = m.stages.get("train").and_then(|r| r.summary.as_object()) {
+    if let Some(train) = m
+        .stages
+        .get(super::Stage::Train.name())
+        .and_then(|r| r.summary.as_object())
+    {
         for (name, v) in train {
             t.rows.push(vec![
                 name.clone(),

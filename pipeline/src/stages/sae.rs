@@ -35,10 +35,7 @@ pub fn sae_layers(ctx: &Ctx) -> Vec<usize> {
 
 /// Where one SAE lives.
 pub fn sae_path(ctx: &Ctx, series: &str, step: usize, layer: usize) -> PathBuf {
-    ctx.path(&format!(
-        "sae/{series}/{}/layer-{layer}.safetensors",
-        model::checkpoint::step_dir_name(step)
-    ))
+    ctx.layout.sae_file(series, step, layer)
 }
 
 /// One SAE series: the checkpoints it covers and its seed.
@@ -351,18 +348,18 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let sae = &ctx.cfg.sae;
     if !sae.enabled {
         // SAEs of an earlier config must not stay readable beside a config without them.
-        ctx.drop_stage("sae")?;
+        ctx.drop_stage(super::Stage::Sae)?;
         ctx.ui.say("      sae: skipped (sae.enabled = false)");
         return Ok(Outcome::Skipped);
     }
     let inputs = [
-        ctx.path("prepare/train.bin"),
-        ctx.path("prepare/val.bin"),
-        ctx.path(&format!("train/{}", sae.model)),
+        ctx.layout.train_tokens(),
+        ctx.layout.val_tokens(),
+        ctx.layout.model_dir(&sae.model),
     ];
     let layers = sae_layers(ctx);
     let section = (sae, &layers, ctx.cfg.model.topk_k);
-    ctx.run_stage("sae", &section, &inputs, || {
+    ctx.run_stage(super::Stage::Sae, &section, &inputs, || {
         let card = read_card(&inputs[2])?;
         let cps = list_checkpoints(&inputs[2])?;
         anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints; run `pipeline train`", inputs[2].display());
@@ -374,7 +371,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         Ok((card, cps))
     }, |(card, cps)| {
         if ctx.force {
-            ctx.fresh_output_dir("sae")?;
+            ctx.fresh_output_dir(super::Stage::Sae)?;
         }
         let device = model::device(&ctx.cfg.run.backend)?;
         let train = TokenStream::open(&inputs[0])?;
@@ -457,9 +454,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             }
         }
         bar.finish_and_clear();
-        write_quality(&ctx.path("sae/quality.parquet"), &rows, &ctx.run_id())?;
+        write_quality(&ctx.layout.sae_quality(), &rows, &ctx.run_id())?;
         // SAEs of checkpoints, layers or seeds this config no longer has.
-        let root = ctx.path("sae");
+        let root = ctx.layout.stage_dir("sae");
         let mut expected = vec![PathBuf::from("quality.parquet")];
         for s in &all {
             for cp in &s.checkpoints {

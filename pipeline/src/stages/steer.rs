@@ -68,12 +68,12 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     let cfg = &ctx.cfg.steer;
     let prompts_path = bundled(&cfg.prompts);
     let inputs = [
-        ctx.path("analyze"),
-        ctx.path("prepare/tokenizer.json"),
+        ctx.layout.stage_dir("analyze"),
+        ctx.layout.tokenizer(),
         prompts_path.clone(),
     ];
     ctx.run_stage(
-        "steer",
+        super::Stage::Steer,
         &(cfg, &ctx.cfg.models),
         &inputs,
         || {
@@ -94,7 +94,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             Ok((prompts, lex))
         },
         |(prompts, lex)| {
-            ctx.fresh_output_dir("steer")?;
+            ctx.fresh_output_dir(super::Stage::Steer)?;
             let device = model::device(&ctx.cfg.run.backend)?;
             let tokenizer = crate::tokenize::load(&inputs[1])?;
             let rt = runtime()?;
@@ -127,7 +127,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                     as u64;
             let bar = ctx.ui.bar(total, "steer", "texts");
             for name in &ctx.cfg.models {
-                let dir = ctx.path(&format!("train/{name}"));
+                let dir = ctx.layout.model_dir(name);
                 let card = read_card(&dir)?;
                 let cp = list_checkpoints(&dir)?.pop().context("no checkpoints")?;
                 let model = load_weights(&card.model, &cp.dir, &device)?;
@@ -243,7 +243,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 ],
             )?;
             queries::parquet_io::write_parquet(
-                &ctx.path("steer/steering.parquet"),
+                &ctx.layout.steering(),
                 schema(),
                 &[batch],
                 &[("run_id", ctx.run_id())],

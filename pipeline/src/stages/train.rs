@@ -44,7 +44,7 @@ impl TokenStream {
 
 /// The prepare stage's summary.
 pub fn read_summary(ctx: &Ctx) -> Result<PrepareSummary> {
-    let path = ctx.path("prepare/summary.json");
+    let path = ctx.layout.prepare_summary();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}; run `pipeline prepare`", path.display()))?;
     serde_json::from_str(&text)
@@ -57,9 +57,9 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         return load(ctx);
     }
     let inputs = [
-        ctx.path("prepare/train.bin"),
-        ctx.path("prepare/val.bin"),
-        ctx.path("prepare/summary.json"),
+        ctx.layout.train_tokens(),
+        ctx.layout.val_tokens(),
+        ctx.layout.prepare_summary(),
     ];
     let section = (
         &ctx.cfg.model,
@@ -67,13 +67,13 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         &ctx.cfg.models,
         &ctx.cfg.run.backend,
     );
-    ctx.run_stage("train", &section, &inputs, || read_summary(ctx), |summary| {
+    ctx.run_stage(super::Stage::Train, &section, &inputs, || read_summary(ctx), |summary| {
         let device = model::device(&ctx.cfg.run.backend)?;
         let train = TokenStream::open(&inputs[0])?;
         let val = TokenStream::open(&inputs[1])?;
         if ctx.force {
             for name in &ctx.cfg.models {
-                let dir = ctx.path(&format!("train/{name}"));
+                let dir = ctx.layout.model_dir(name);
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
                 }
@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         let mut all = Vec::new();
         for name in &ctx.cfg.models {
             let model_cfg = ctx.cfg.model_config(name, ctx.cfg.model.vocab_size.max(summary.vocab_size));
-            let dir = ctx.path(&format!("train/{name}"));
+            let dir = ctx.layout.model_dir(name);
             let bar = ctx.ui.bar(ctx.cfg.train.steps as u64, name, "steps");
             let outcome = model::train::train(
                 name,
@@ -119,7 +119,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             }));
             all.push((name.clone(), outcome.checkpoints));
         }
-        write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
         drop_unlisted_models(ctx)?;
         Ok(serde_json::Value::Object(figures))
     })
@@ -139,7 +139,7 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
             ctx.cfg.models.join(", ")
         );
     }
-    ctx.run_stage("train", &(&ctx.cfg.models, source), &inputs, || {
+    ctx.run_stage(super::Stage::Train, &(&ctx.cfg.models, source), &inputs, || {
         let mut series = Vec::new();
         for (name, dir) in ctx.cfg.models.iter().zip(&inputs) {
             let card = model::checkpoint::read_card(dir).with_context(|| format!("cannot import model `{name}`"))?;
@@ -153,7 +153,7 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
         let device = model::device(&ctx.cfg.run.backend)?;
         let mut all = Vec::new();
         for (name, card, cps) in series {
-            let dir = ctx.path(&format!("train/{name}"));
+            let dir = ctx.layout.model_dir(&name);
             model::checkpoint::write_or_check_card(&dir, &card)?;
             let mut imported = Vec::new();
             for cp in cps {
@@ -167,7 +167,7 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
             ctx.ui.say(&format!("     load: {name}: {} checkpoints from {}", imported.len(), source.join(&name).display()));
             all.push((name, imported));
         }
-        write_metrics(&ctx.path("train/metrics.parquet"), &all, &ctx.run_id())?;
+        write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
         drop_unlisted_models(ctx)?;
         Ok(json!({"imported": all.iter().map(|(n, c)| (n.clone(), c.len())).collect::<std::collections::BTreeMap<_, _>>()}))
     })
@@ -177,7 +177,7 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
 fn drop_unlisted_models(ctx: &Ctx) -> Result<()> {
     let mut keep: Vec<std::path::PathBuf> = ctx.cfg.models.iter().map(Into::into).collect();
     keep.push("metrics.parquet".into());
-    queries::durable::retain_only(&ctx.path("train"), &keep)?;
+    queries::durable::retain_only(&ctx.layout.stage_dir("train"), &keep)?;
     Ok(())
 }
 
@@ -217,7 +217,7 @@ fn check_imported_shape(
 pub fn checkpoints(ctx: &Ctx) -> Result<Vec<(String, Vec<Checkpoint>)>> {
     let mut out = Vec::new();
     for name in &ctx.cfg.models {
-        let dir = ctx.path(&format!("train/{name}"));
+        let dir = ctx.layout.model_dir(name);
         let cps = list_checkpoints(&dir)?;
         anyhow::ensure!(
             !cps.is_empty(),
