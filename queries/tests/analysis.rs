@@ -310,3 +310,100 @@ async fn unchanged_neurons_are_stable_and_cross_layer_identity_is_measured() {
     assert!((cos[0] - 1.0).abs() < 1e-9 && (jac[0] - 1.0).abs() < 1e-9);
     assert_eq!((cos[1], jac[1]), (0.0, 0.0));
 }
+
+/// The layer summary's quartiles are exact, and the same however the engine splits the work:
+/// computed here from the `token_entropy` rows, on a generated lake with 512 neurons a layer
+/// (more than an approximate digest keeps exactly), under 1 and 4 target partitions.
+#[tokio::test]
+async fn layer_summary_quartiles_are_exact_and_do_not_depend_on_partitioning() {
+    let mut summaries = Vec::new();
+    for partitions in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = queries::synthetic::LakeSpec {
+            rows: 400_000,
+            k: 32,
+            d: 512,
+            layers: 1,
+            steps: 2,
+            models: vec!["m".into()],
+            seed: 5,
+        };
+        queries::synthetic::write_lake(dir.path(), &spec).unwrap();
+        let options = SessionOptions {
+            target_partitions: Some(partitions),
+            ..Default::default()
+        };
+        let ctx = open_run(dir.path(), &options).await.unwrap();
+        queries::analysis::run_analysis(
+            &ctx,
+            dir.path(),
+            &AnalysisParams::default(),
+            &[],
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        let b = collect(
+            &ctx,
+            "SELECT entropy_norm FROM token_entropy WHERE NOT low_count AND step = 1 ORDER BY entropy_norm",
+        )
+        .await
+        .unwrap();
+        let sorted = column_f64(&b, "entropy_norm").unwrap();
+        assert!(
+            sorted.len() > 300,
+            "{} neurons with enough observations",
+            sorted.len()
+        );
+        // Linear interpolation between the closest ranks, as PERCENTILE_CONT defines it.
+        let exact = |p: f64| {
+            let pos = p * (sorted.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+        };
+        let b = collect(
+            &ctx,
+            "SELECT token_entropy_q1, token_entropy_median, token_entropy_q3 FROM layer_summary WHERE step = 1",
+        )
+        .await
+        .unwrap();
+        let got: Vec<f64> = [
+            "token_entropy_q1",
+            "token_entropy_median",
+            "token_entropy_q3",
+        ]
+        .iter()
+        .map(|c| column_f64(&b, c).unwrap()[0])
+        .collect();
+        for (g, p) in got.iter().zip([0.25, 0.5, 0.75]) {
+            assert!(
+                (g - exact(p)).abs() < 1e-12,
+                "quantile {p}: {g} vs {}",
+                exact(p)
+            );
+        }
+        let all = collect(&ctx, "SELECT * FROM layer_summary ORDER BY step")
+            .await
+            .unwrap();
+        let columns = [
+            "token_entropy_q1",
+            "token_entropy_median",
+            "token_entropy_q3",
+            "semantic_entropy_q1",
+            "semantic_entropy_median",
+            "semantic_entropy_q3",
+        ];
+        summaries.push(
+            columns
+                .iter()
+                .flat_map(|c| column_f64(&all, c).unwrap())
+                .collect::<Vec<f64>>(),
+        );
+    }
+    // Equal up to the last bits of the entropies' own sums (summed in another order when the
+    // work is split); the approximate digest differed in the fourth decimal.
+    assert_eq!(summaries[0].len(), summaries[1].len());
+    for (a, b) in summaries[0].iter().zip(&summaries[1]) {
+        assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
+    }
+}
