@@ -1,25 +1,14 @@
-//! `pipeline`: parses the command line and dispatches to a stage.
-
-mod bench;
-mod cli;
-mod cluster;
-mod config;
-mod corpus;
-mod lexicon;
-mod manifest;
-mod sql;
-mod stages;
-mod steer;
-mod tokenize;
-mod ui;
+//! `pipeline`: parses the command line and dispatches to the library (`pipeline::…`): a stage,
+//! a query, generation, a benchmark.
 
 use anyhow::{Result, bail};
 use clap::Parser;
 
-use cli::{Cli, ClusterAction, Command, ConfigAction};
-use config::PipelineConfig;
-use stages::{Ctx, Stage};
-use ui::Ui;
+use pipeline::cli::{Cli, ClusterAction, Command, ConfigAction};
+use pipeline::config::{self, PipelineConfig};
+use pipeline::stages::{Ctx, Stage};
+use pipeline::ui::{self, Ui};
+use pipeline::{bench, cluster, manifest, sql, steer};
 
 fn main() {
     // A bug must not greet the user with a backtrace: say what happened and how to report it.

@@ -1,0 +1,17 @@
+//! The pipeline's domain as a library: configuration, text (corpus, lexicon, tokenizer), the
+//! stages in data-flow order (prepare → train → sae → record → analyze → steer → report) and
+//! their bookkeeping (manifest, lock, run layout), `pipeline sql`, generation and steering, and
+//! the benchmarks. The `pipeline` binary (`main.rs`) parses the command line and calls these.
+
+pub mod bench;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod corpus;
+pub mod lexicon;
+pub mod manifest;
+pub mod sql;
+pub mod stages;
+pub mod steer;
+pub mod tokenize;
+pub mod ui;
