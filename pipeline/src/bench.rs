@@ -184,7 +184,7 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
 }
 
 fn bench_record(ctx: &Ctx) -> Result<()> {
-    use crate::stages::record::{Recorder, Window};
+    use crate::recording::{Recorder, Window};
     let device = model::device(&ctx.cfg.run.backend)?;
     let cfg = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
     device.seed(1);
@@ -205,7 +205,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         out: dir.path().to_owned(),
         k,
         batch_size: ctx.cfg.record.batch_size,
-        rows_per_file: crate::stages::record::ROWS_PER_FILE,
+        rows_per_file: crate::recording::ROWS_PER_FILE,
         value_type: crate::config::ValueType::F32,
         run_id: "bench".into(),
         device: device.clone(),
@@ -235,9 +235,9 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         for (l, rows) in all_rows.iter().enumerate() {
             let started = Instant::now();
             let mut rows = rows.clone();
-            crate::stages::record::sort_by_neuron_then_token(&mut rows);
+            crate::recording::recorder::sort_by_neuron_then_token(&mut rows);
             let path = dir.path().join(format!("layer={l}-{f16}.parquet"));
-            let batch = crate::stages::record::activation_batch(&rows, false, f16)?;
+            let batch = crate::recording::activation_batch(&rows, false, f16)?;
             rows_total += queries::parquet_io::write_parquet(&path, batch.schema(), &[batch], &[])?;
             write += started.elapsed().as_secs_f64();
             bytes += std::fs::metadata(&path)?.len();

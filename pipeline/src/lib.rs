@@ -10,6 +10,7 @@ pub mod config;
 pub mod corpus;
 pub mod lexicon;
 pub mod manifest;
+pub mod recording;
 pub mod sql;
 pub mod stages;
 pub mod steer;

@@ -21,6 +21,7 @@ use serde_json::json;
 use super::train::TokenStream;
 use super::{Ctx, Outcome};
 use crate::manifest::hash_value;
+use crate::recording::neurons::floats;
 
 /// Sequences per forward pass when collecting hidden states.
 const BATCH_SEQUENCES: usize = 16;
@@ -147,13 +148,6 @@ pub fn collect_hidden(
         }
     }
     Ok(out)
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))
 }
 
 /// Measures each SAE on `eval_tokens` validation tokens (consecutive windows).
@@ -289,46 +283,6 @@ pub fn evaluate(
             }
         })
         .collect())
-}
-
-/// The `neurons` rows of an SAE's latents: read vector = encoder column, write vector = decoder
-/// row (unit norm), promoted/suppressed tokens = logit lens of the decoder direction through
-/// the LM's final norm scale, `(W_dec[i] ⊙ γ) · W_U`. No `*_cos_prev`: a latent's index
-/// carries no identity from one checkpoint's SAE to the next.
-pub fn latent_table(lm: &Gpt, sae: &Sae, tokenizer: &tokenizers::Tokenizer) -> Result<RecordBatch> {
-    use arrow::array::UInt16Array;
-    let SaeConfig { d_in, d_sae, .. } = sae.config();
-    let gamma = lm.ln_f.gamma.val().reshape([1, d_in]);
-    let lens = (sae.w_dec.val() * gamma).matmul(lm.unembedding()); // [d_sae, V]
-    let vocab = lens.dims()[1];
-    let lens = floats(lens)?;
-    let enc = floats(sae.w_enc.val())?; // [d_in, d_sae]
-    let dec = floats(sae.w_dec.val())?; // [d_sae, d_in]
-    let read_norm = (0..d_sae).map(|i| {
-        (0..d_in)
-            .map(|r| enc[r * d_sae + i].powi(2))
-            .sum::<f32>()
-            .sqrt()
-    });
-    let write_norm = dec
-        .chunks(d_in)
-        .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt());
-    let (promoted, suppressed): (Vec<String>, Vec<String>) = lens
-        .chunks(vocab)
-        .map(|scores| super::record::logit_lens_tokens(scores, tokenizer))
-        .unzip();
-    Ok(RecordBatch::try_new(
-        queries::schema::neurons_schema(),
-        vec![
-            Arc::new(UInt16Array::from_iter_values((0..d_sae).map(|i| i as u16))),
-            Arc::new(Float32Array::from_iter_values(read_norm)),
-            Arc::new(Float32Array::from_iter_values(write_norm)),
-            Arc::new(StringArray::from(promoted)),
-            Arc::new(StringArray::from(suppressed)),
-            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
-            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
-        ],
-    )?)
 }
 
 /// One row of `sae/quality.parquet`.
