@@ -157,8 +157,8 @@ pub struct SteerArgs {
     #[arg(long)]
     pub relative: bool,
     /// set: a ← value; add: a ← a + value; scale: a ← a · value.
-    #[arg(long, default_value = "set", value_parser = ["set", "add", "scale"])]
-    pub mode: String,
+    #[arg(long, value_enum, default_value_t = SteerMode::Set)]
+    pub mode: SteerMode,
     /// Edit the prompt's positions only, not the generated ones.
     #[arg(long)]
     pub prompt_only: bool,
@@ -188,6 +188,27 @@ pub struct SqlArgs {
     /// refused: `pipeline sql` only reads.
     #[arg(long)]
     pub allow_copy: bool,
+}
+
+/// How `pipeline steer` edits the chosen neuron's activation `a`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SteerMode {
+    /// a ← value
+    Set,
+    /// a ← a + value
+    Add,
+    /// a ← a · value
+    Scale,
+}
+
+impl From<SteerMode> for model::InterventionMode {
+    fn from(mode: SteerMode) -> Self {
+        match mode {
+            SteerMode::Set => model::InterventionMode::Set,
+            SteerMode::Add => model::InterventionMode::Add,
+            SteerMode::Scale => model::InterventionMode::Scale,
+        }
+    }
 }
 
 /// How `pipeline sql` prints results.

@@ -370,10 +370,26 @@ impl PipelineConfig {
             None => Preset::Tiny,
         };
         let mut merged = toml::Table::try_from(Self::defaults(preset)).expect("defaults serialise");
-        merge(&mut merged, overrides, "", &source)?;
-        let config: Self = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("{source}: {}", e.to_string().trim()))?;
+        let from = match (source.as_str(), sets.is_empty()) {
+            ("defaults", false) => "--set".to_owned(),
+            (file, false) => format!("{file} or --set"),
+            (file, true) => file.to_owned(),
+        };
+        merge(&mut merged, overrides, "", &from)?;
+        let config: Self = toml::Value::Table(merged).try_into().map_err(|e| {
+            // toml says "unknown variant `f8`, expected …\nin `record.value_type`": key first.
+            let text = e.to_string();
+            match text.trim().rsplit_once("\nin `") {
+                Some((what, key)) => {
+                    anyhow::anyhow!(
+                        "`{}`: {} (from {from})",
+                        key.trim_end_matches('`'),
+                        what.trim()
+                    )
+                }
+                None => anyhow::anyhow!("{from}: {}", text.trim()),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }

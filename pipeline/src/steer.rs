@@ -214,7 +214,7 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
     // By default the edit acts where generated tokens are produced: the last prompt position
     // (which predicts the first new token) and every generated one. With --prompt-only it
     // acts on the prompt positions only; generation then reads the edited keys and values.
-    let mode = mode(&args.mode)?;
+    let mode = InterventionMode::from(args.mode);
     let (from_position, until_position) = if args.prompt_only {
         (0, Some(prompt.len()))
     } else {
@@ -301,14 +301,4 @@ fn highlight(text: &str, concept: Option<&str>, lexicon: Option<&Lexicon>) -> St
         }
     }
     out
-}
-
-/// Modes by name, for the CLI.
-pub fn mode(name: &str) -> Result<InterventionMode> {
-    match name {
-        "set" => Ok(InterventionMode::Set),
-        "add" => Ok(InterventionMode::Add),
-        "scale" => Ok(InterventionMode::Scale),
-        other => bail!("--mode {other}: use set, add or scale"),
-    }
 }

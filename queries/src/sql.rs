@@ -72,12 +72,22 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
     },
 ];
 
+/// What an activation counts for in the entropies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weight {
+    /// Its absolute value.
+    Value,
+    /// One, whatever its value.
+    Count,
+}
+
 /// Options of the analysis (the `[analyze]` section of the pipeline config).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisParams {
     /// Weight of an activation in the entropies: `value` (|value|) or `count` (1 each).
-    pub weight: String,
+    pub weight: Weight,
     /// Count tokens with no concept as one "none" concept in semantic entropy.
     pub none_as_concept: bool,
     /// Neurons with fewer observations are flagged `low_count`.
@@ -96,7 +106,7 @@ pub struct AnalysisParams {
 impl Default for AnalysisParams {
     fn default() -> Self {
         Self {
-            weight: "value".into(),
+            weight: Weight::Value,
             none_as_concept: false,
             min_count: 20,
             top_n: 10,
@@ -111,12 +121,6 @@ impl Default for AnalysisParams {
 impl AnalysisParams {
     /// Checks option values, naming the key.
     pub fn validate(&self) -> Result<(), String> {
-        if self.weight != "value" && self.weight != "count" {
-            return Err(format!(
-                "`analyze.weight` = \"{}\": use \"value\" or \"count\"",
-                self.weight
-            ));
-        }
         if !(0.0..=1.0).contains(&self.stable_cosine) {
             return Err(format!(
                 "`analyze.stable_cosine` = {}: must be in [0, 1]",
@@ -128,10 +132,9 @@ impl AnalysisParams {
 
     /// The SQL of `table` with every placeholder filled in.
     pub fn render(&self, sql: &str) -> String {
-        let weight = if self.weight == "count" {
-            "1.0"
-        } else {
-            "ABS(a.value)"
+        let weight = match self.weight {
+            Weight::Count => "1.0",
+            Weight::Value => "ABS(a.value)",
         };
         let (concept_filter, none_rule) = if self.none_as_concept {
             ("TRUE", "counted as one \"none\" concept")
