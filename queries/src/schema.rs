@@ -113,6 +113,22 @@ pub fn metrics_schema() -> SchemaRef {
     ]))
 }
 
+/// `steering`: one row per (model, concept, strength, prompt) of the steering evaluation.
+pub fn steering_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("step", DataType::UInt32, false),
+        Field::new("concept", DataType::Utf8, false),
+        Field::new("neurons", DataType::Utf8, false),
+        Field::new("mode", DataType::Utf8, false),
+        Field::new("strength", DataType::Float64, false),
+        Field::new("prompt_id", DataType::UInt32, false),
+        Field::new("concept_share", DataType::Float64, false),
+        Field::new("perplexity", DataType::Float64, false),
+        Field::new("text", DataType::Utf8, false),
+    ]))
+}
+
 /// Checks that batches read back from a file have the columns and types `expected` names
 /// (extra columns are allowed), so a tampered or foreign file is an error naming the column,
 /// not a panic deep inside a stage.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use arrow::array::{Float64Array, RecordBatch, StringArray, UInt32Array};
-use arrow::datatypes::{DataType, Field, Schema};
 use model::checkpoint::{list_checkpoints, load_weights, read_card};
 use model::generate::{Sampling, generate, perplexity};
 use model::{Intervention, InterventionMode};
@@ -46,21 +45,6 @@ struct SteeringRow {
     concept_share: f64,
     perplexity: f64,
     text: String,
-}
-
-fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("step", DataType::UInt32, false),
-        Field::new("concept", DataType::Utf8, false),
-        Field::new("neurons", DataType::Utf8, false),
-        Field::new("mode", DataType::Utf8, false),
-        Field::new("strength", DataType::Float64, false),
-        Field::new("prompt_id", DataType::UInt32, false),
-        Field::new("concept_share", DataType::Float64, false),
-        Field::new("perplexity", DataType::Float64, false),
-        Field::new("text", DataType::Utf8, false),
-    ]))
 }
 
 /// Runs the stage.
@@ -212,7 +196,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             }
             bar.finish_and_clear();
             let batch = RecordBatch::try_new(
-                schema(),
+                queries::schema::steering_schema(),
                 vec![
                     Arc::new(StringArray::from_iter_values(
                         rows.iter().map(|r| r.model.as_str()),
@@ -244,7 +228,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             )?;
             queries::parquet_io::write_parquet(
                 &ctx.layout.steering(),
-                schema(),
+                queries::schema::steering_schema(),
                 &[batch],
                 &[("run_id", ctx.run_id())],
             )?;
