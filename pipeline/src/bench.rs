@@ -83,7 +83,7 @@ fn bench_matching() -> Result<()> {
 /// SAE training tokens/s at the configured shape (and at 8×), the cost of collecting the
 /// hidden states, and, when the run has done its `sae` stage, that stage's share of the run.
 fn bench_sae(ctx: &Ctx) -> Result<()> {
-    use crate::stages::sae::collect_hidden;
+    use crate::saes::collect_hidden;
     use model::sae::{SaeConfig, train_sae};
     let device = model::device(&ctx.cfg.run.backend)?;
     let lm = ctx.cfg.model_config("dense", ctx.cfg.model.vocab_size);

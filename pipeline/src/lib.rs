@@ -11,6 +11,7 @@ pub mod corpus;
 pub mod lexicon;
 pub mod manifest;
 pub mod recording;
+pub mod saes;
 pub mod sql;
 pub mod stages;
 pub mod steer;

@@ -60,10 +60,10 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         if ctx.cfg.sae.enabled {
             let base = models.iter().find(|(n, _)| *n == ctx.cfg.sae.model).map(|(_, c)| c.as_slice()).unwrap_or_default();
             let device = model::device(&ctx.cfg.run.backend)?;
-            for s in super::sae::series(ctx, base) {
+            for s in crate::saes::series(&ctx.cfg.sae, base) {
                 let mut saes = Vec::new();
                 for cp in &s.checkpoints {
-                    saes.push((cp.clone(), super::sae::load_saes(ctx, &s.name, cp.meta.step, &device)?));
+                    saes.push((cp.clone(), crate::saes::load_saes(&ctx.layout, &crate::saes::sae_layers(&ctx.cfg.model), &s.name, cp.meta.step, &device)?));
                 }
                 sae_series.push((s.name, saes));
             }
@@ -112,7 +112,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             }
         }
         let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
-        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>, Option<&'a super::sae::SaeSet>);
+        type Job<'a> = (&'a str, GptConfig, &'a Checkpoint, Option<&'a Checkpoint>, Option<&'a crate::saes::SaeSet>);
         let record_one = |(name, cfg, cp, prev, saes): &Job| -> Result<RecordStats> {
             let mut stats = RecordStats::default();
             match saes {
