@@ -29,7 +29,13 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         // Written into an empty folder: no figure or neuron page of an earlier run stays.
         let dir = ctx.fresh_output_dir(super::Stage::Report)?;
         let report = runtime()?.block_on(async {
-            let session = open_run(&ctx.run_dir, &SessionOptions::default()).await?;
+            // One partition: the report's sums and means then add up in one order, so every
+            // figure's CSV is the same bytes on every run (split work differed in the last bits).
+            let options = SessionOptions {
+                target_partitions: Some(1),
+                ..Default::default()
+            };
+            let session = open_run(&ctx.run_dir, &options).await?;
             build(ctx, &session).await
         })?;
         report.write(&dir)?;
