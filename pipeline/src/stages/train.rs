@@ -9,7 +9,7 @@ use arrow::array::{
     Float32Builder, Float64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
     UInt64Builder,
 };
-use model::checkpoint::{Checkpoint, list_checkpoints};
+use model::checkpoint::{Checkpoint, ModelCard, list_checkpoints};
 use serde_json::json;
 
 use super::{Ctx, Outcome};
@@ -67,62 +67,81 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         &ctx.cfg.models,
         &ctx.cfg.run.backend,
     );
-    ctx.run_stage(super::Stage::Train, &section, &inputs, || read_summary(ctx), |summary| {
-        let device = model::device(&ctx.cfg.run.backend)?;
-        let train = TokenStream::open(&inputs[0])?;
-        let val = TokenStream::open(&inputs[1])?;
-        if ctx.force {
-            for name in &ctx.cfg.models {
-                let dir = ctx.layout.model_dir(name);
-                if dir.exists() {
-                    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-                }
+    ctx.run_stage(
+        super::Stage::Train,
+        &section,
+        &inputs,
+        || read_summary(ctx),
+        |summary| train_models(ctx, &summary),
+    )
+}
+
+/// Trains (or resumes) every model in `models`, then writes the `metrics` table.
+fn train_models(ctx: &Ctx, summary: &PrepareSummary) -> Result<serde_json::Value> {
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let train = TokenStream::open(&ctx.layout.train_tokens())?;
+    let val = TokenStream::open(&ctx.layout.val_tokens())?;
+    if ctx.force {
+        for name in &ctx.cfg.models {
+            let dir = ctx.layout.model_dir(name);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
             }
         }
-        let mut figures = serde_json::Map::new();
-        let mut all = Vec::new();
-        for name in &ctx.cfg.models {
-            let model_cfg = ctx.cfg.model_config(name, ctx.cfg.model.vocab_size.max(summary.vocab_size));
-            let dir = ctx.layout.model_dir(name);
-            let bar = ctx.ui.bar(ctx.cfg.train.steps as u64, name, "steps");
-            let outcome = model::train::train(
-                name,
-                &model_cfg,
-                &ctx.cfg.train,
-                train.ids(),
-                val.ids(),
-                &dir,
-                &device,
-                &mut |p| {
-                    bar.set_position(p.step as u64);
-                    bar.set_message(format!("loss {:.3}", p.loss));
-                },
-            )?;
-            bar.finish_and_clear();
-            let last = outcome.checkpoints.last().context("training wrote no checkpoint")?;
-            let val_loss = last.meta.val_loss.unwrap_or(f32::NAN);
-            ctx.ui.say(&format!(
-                "    train: {name}: {} checkpoints, validation loss {:.3} (perplexity {:.1}), {:.0} tokens/s{}",
-                outcome.checkpoints.len(),
-                val_loss,
-                val_loss.exp(),
-                outcome.tokens_per_second,
-                outcome.resumed_from.map_or(String::new(), |s| format!(", resumed from step {s}"))
-            ));
-            figures.insert(name.clone(), json!({
+    }
+    let mut figures = serde_json::Map::new();
+    let mut all = Vec::new();
+    for name in &ctx.cfg.models {
+        let vocab_size = ctx.cfg.model.vocab_size.max(summary.vocab_size);
+        let model_cfg = ctx.cfg.model_config(name, vocab_size);
+        let bar = ctx.ui.bar(ctx.cfg.train.steps as u64, name, "steps");
+        let outcome = model::train::train(
+            name,
+            &model_cfg,
+            &ctx.cfg.train,
+            train.ids(),
+            val.ids(),
+            &ctx.layout.model_dir(name),
+            &device,
+            &mut |p| {
+                bar.set_position(p.step as u64);
+                bar.set_message(format!("loss {:.3}", p.loss));
+            },
+        )?;
+        bar.finish_and_clear();
+        let last = outcome
+            .checkpoints
+            .last()
+            .context("training wrote no checkpoint")?;
+        let val_loss = last.meta.val_loss.unwrap_or(f32::NAN);
+        let resumed = outcome
+            .resumed_from
+            .map_or(String::new(), |s| format!(", resumed from step {s}"));
+        ctx.ui.say(&format!(
+            "    train: {name}: {} checkpoints, validation loss {:.3} (perplexity {:.1}), {:.0} tokens/s{resumed}",
+            outcome.checkpoints.len(),
+            val_loss,
+            val_loss.exp(),
+            outcome.tokens_per_second,
+        ));
+        // tokens/s is null when this call trained nothing (the model was already complete)
+        let speed = (outcome.tokens_per_second > 0.0).then_some(outcome.tokens_per_second);
+        figures.insert(
+            name.clone(),
+            json!({
                 "checkpoints": outcome.checkpoints.len(),
                 "val_loss": val_loss,
                 "val_ppl": val_loss.exp(),
-                // null when this call trained nothing (the model was already complete)
-                "tokens_per_second": (outcome.tokens_per_second > 0.0).then_some(outcome.tokens_per_second),
+                "tokens_per_second": speed,
                 "params": model_cfg.n_params(),
-            }));
-            all.push((name.clone(), outcome.checkpoints));
-        }
-        write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
-        drop_unlisted_models(ctx)?;
-        Ok(serde_json::Value::Object(figures))
-    })
+            }),
+        );
+        all.push((name.clone(), outcome.checkpoints));
+    }
+    write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
+    drop_unlisted_models(ctx)?;
+    Ok(serde_json::Value::Object(figures))
 }
 
 /// Imports checkpoint series trained elsewhere: each checkpoint is loaded (so a truncated file
@@ -139,38 +158,70 @@ fn load(ctx: &Ctx) -> Result<Outcome> {
             ctx.cfg.models.join(", ")
         );
     }
-    ctx.run_stage(super::Stage::Train, &(&ctx.cfg.models, source), &inputs, || {
-        let mut series = Vec::new();
-        for (name, dir) in ctx.cfg.models.iter().zip(&inputs) {
-            let card = model::checkpoint::read_card(dir).with_context(|| format!("cannot import model `{name}`"))?;
-            let cps = list_checkpoints(dir)?;
-            anyhow::ensure!(!cps.is_empty(), "{} has no checkpoints/step-*/ folders with meta.json", dir.display());
-            check_imported_shape(ctx, name, dir, &card.model, &cps)?;
-            series.push((name.clone(), card, cps));
+    ctx.run_stage(
+        super::Stage::Train,
+        &(&ctx.cfg.models, source),
+        &inputs,
+        || read_imports(ctx),
+        |series| import(ctx, series),
+    )
+}
+
+/// One imported model: its name, card and checkpoints.
+type Import = (String, ModelCard, Vec<Checkpoint>);
+
+/// Every model of `load.source`, checked before anything is written.
+fn read_imports(ctx: &Ctx) -> Result<Vec<Import>> {
+    let mut series = Vec::new();
+    for name in &ctx.cfg.models {
+        let dir = ctx.cfg.load.source.join(name);
+        let card = model::checkpoint::read_card(&dir)
+            .with_context(|| format!("cannot import model `{name}`"))?;
+        let cps = list_checkpoints(&dir)?;
+        anyhow::ensure!(
+            !cps.is_empty(),
+            "{} has no checkpoints/step-*/ folders with meta.json",
+            dir.display()
+        );
+        check_imported_shape(ctx, name, &dir, &card.model, &cps)?;
+        series.push((name.clone(), card, cps));
+    }
+    Ok(series)
+}
+
+/// Loads each checkpoint (naming a bad file or tensor) and saves it in this run's layout.
+fn import(ctx: &Ctx, series: Vec<Import>) -> Result<serde_json::Value> {
+    let device = model::device(&ctx.cfg.run.backend)?;
+    let mut all = Vec::new();
+    for (name, card, cps) in series {
+        let dir = ctx.layout.model_dir(&name);
+        model::checkpoint::write_or_check_card(&dir, &card)?;
+        let mut imported = Vec::new();
+        for cp in cps {
+            let weights = model::checkpoint::load_weights(&card.model, &cp.dir, &device)?;
+            let saved = model::checkpoint::save_checkpoint(&dir, &weights, cp.meta.clone())?;
+            imported.push(saved);
         }
-        Ok(series)
-    }, |series| {
-        let device = model::device(&ctx.cfg.run.backend)?;
-        let mut all = Vec::new();
-        for (name, card, cps) in series {
-            let dir = ctx.layout.model_dir(&name);
-            model::checkpoint::write_or_check_card(&dir, &card)?;
-            let mut imported = Vec::new();
-            for cp in cps {
-                let weights = model::checkpoint::load_weights(&card.model, &cp.dir, &device)?;
-                imported.push(model::checkpoint::save_checkpoint(&dir, &weights, cp.meta.clone())?);
-            }
-            // Checkpoints of an earlier import that the source no longer has.
-            let mut keep = vec![std::path::PathBuf::from("config.json")];
-            keep.extend(imported.iter().filter_map(|c| c.dir.strip_prefix(&dir).ok().map(Into::into)));
-            queries::durable::retain_only(&dir, &keep)?;
-            ctx.ui.say(&format!("     load: {name}: {} checkpoints from {}", imported.len(), source.join(&name).display()));
-            all.push((name, imported));
-        }
-        write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
-        drop_unlisted_models(ctx)?;
-        Ok(json!({"imported": all.iter().map(|(n, c)| (n.clone(), c.len())).collect::<std::collections::BTreeMap<_, _>>()}))
-    })
+        // Checkpoints of an earlier import that the source no longer has.
+        let mut keep = vec![std::path::PathBuf::from("config.json")];
+        keep.extend(
+            imported
+                .iter()
+                .filter_map(|c| c.dir.strip_prefix(&dir).ok().map(Into::into)),
+        );
+        queries::durable::retain_only(&dir, &keep)?;
+        ctx.ui.say(&format!(
+            "     load: {name}: {} checkpoints from {}",
+            imported.len(),
+            ctx.cfg.load.source.join(&name).display()
+        ));
+        all.push((name, imported));
+    }
+    write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
+    drop_unlisted_models(ctx)?;
+    let counts: std::collections::BTreeMap<_, _> =
+        all.iter().map(|(n, c)| (n.clone(), c.len())).collect();
+    Ok(json!({ "imported": counts }))
 }
 
 /// Removes the folders of models no longer in `models`: later stages read what `train/` holds.
