@@ -12,7 +12,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 /// A document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    /// Stable id: `<file>#<n>` (the n-th document of the file, from 0).
+    /// Stable id: `<file>#<n>`, the n-th document (from 0) of the file, named by its path
+    /// inside the corpus folder (a single-file corpus: the file's name).
     pub id: String,
     pub text: String,
 }
@@ -85,7 +86,13 @@ pub fn read_corpus(path: &Path, text_field: &str) -> Result<Vec<Document>, Corpu
                 split_paragraphs(&text)
             }
         };
-        let label = file.display().to_string();
+        // The id names the file as seen from the corpus root (a single file: its name), so
+        // the same corpus gives the same ids, split and results wherever it lives and
+        // whichever directory the pipeline runs from.
+        let label = match file.strip_prefix(path) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+            _ => name.clone(),
+        };
         docs.extend(
             texts
                 .into_iter()
@@ -299,6 +306,31 @@ mod tests {
             read_corpus(&dir.path().join("nope"), "text"),
             Err(CorpusError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn ids_do_not_depend_on_where_the_corpus_lives_or_how_its_path_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c");
+        std::fs::create_dir_all(corpus.join("sub")).unwrap();
+        std::fs::write(corpus.join("a.txt"), "one\n\ntwo").unwrap();
+        std::fs::write(corpus.join("sub/b.txt"), "three").unwrap();
+        let ids = |p: &Path| -> Vec<String> {
+            read_corpus(p, "text")
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect()
+        };
+        let expected = vec!["a.txt#0", "a.txt#1", "sub/b.txt#0"];
+        assert_eq!(ids(&corpus), expected);
+        // The same folder under another name and path spelling.
+        let moved = dir.path().join("elsewhere/deeper");
+        std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+        std::fs::rename(&corpus, &moved).unwrap();
+        assert_eq!(ids(&moved.join("../deeper")), expected);
+        // A single-file corpus: the file's name.
+        assert_eq!(ids(&moved.join("sub/b.txt")), vec!["b.txt#0"]);
     }
 
     #[test]
