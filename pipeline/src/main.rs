@@ -45,7 +45,6 @@ fn run(cli: Cli) -> Result<()> {
         json: g.json,
     };
     let ctx = Ctx {
-        run_dir: cfg.run_dir(),
         layout: queries::layout::RunLayout::new(cfg.run_dir()),
         cfg,
         force: g.force,

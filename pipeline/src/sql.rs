@@ -17,11 +17,11 @@ use crate::stages::analyze::{MEMORY_LIMIT, runtime};
 /// Runs `pipeline sql`.
 pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
     if let Some(out) = &args.output {
-        refuse_inside_run(out, &ctx.run_dir, "--output")?;
+        refuse_inside_run(out, ctx.layout.root(), "--output")?;
     }
     let rt = runtime()?;
     let session = rt.block_on(open_run(
-        &ctx.run_dir,
+        ctx.layout.root(),
         &SessionOptions {
             memory_limit: Some(MEMORY_LIMIT),
             engine: ctx.cfg.engine.engine()?,
@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
     {
         anyhow::bail!(
             "{} has no tables yet; run `pipeline run all` first",
-            ctx.run_dir.display()
+            ctx.layout.root().display()
         );
     }
     let query = match (&args.query, &args.file) {
@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
         (None, None) => return repl(&rt, &session, ctx, args.allow_copy),
     };
     let access = Access {
-        run_dir: &ctx.run_dir,
+        run_dir: ctx.layout.root(),
         allow_copy: args.allow_copy,
     };
     rt.block_on(async {
@@ -272,7 +272,7 @@ fn repl(
     allow_copy: bool,
 ) -> Result<()> {
     let access = Access {
-        run_dir: &ctx.run_dir,
+        run_dir: ctx.layout.root(),
         allow_copy,
     };
     let mut editor = rustyline::DefaultEditor::new()?;

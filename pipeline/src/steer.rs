@@ -112,7 +112,7 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
     let prompt = encode(&l.tokenizer, &args.generate.prompt)?;
     let step = l.checkpoint.meta.step;
     let rt = runtime()?;
-    let session = rt.block_on(open_run(&ctx.run_dir, &SessionOptions::default()))?;
+    let session = rt.block_on(open_run(ctx.layout.root(), &SessionOptions::default()))?;
     let base = [("model", l.name.clone()), ("step", step.to_string())];
     let with = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
         base.iter().cloned().chain(extra.iter().cloned()).collect()

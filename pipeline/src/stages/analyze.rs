@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         |()| {
             // Every derived table is computed anew; none of an earlier run may be read or kept.
             ctx.fresh_output_dir(super::Stage::Analyze)?;
-            let run_dir = ctx.run_dir.clone();
+            let run_dir = ctx.layout.root().to_owned();
             let params = ctx.cfg.analyze.clone();
             let metadata = vec![("run_id", ctx.run_id())];
             let n = queries::sql::DERIVED_TABLES.len() as u64 + 1;

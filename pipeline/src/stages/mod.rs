@@ -99,8 +99,7 @@ impl std::str::FromStr for Stage {
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub cfg: PipelineConfig,
-    pub run_dir: PathBuf,
-    /// Every path under `run_dir`.
+    /// Every path under the run directory (`layout.root()`).
     pub layout: RunLayout,
     /// Redo the stage even if its inputs are unchanged.
     pub force: bool,
@@ -150,9 +149,9 @@ impl Ctx {
             return Ok(None);
         }
         let path = self.layout.lock();
-        let created_dir = !self.run_dir.exists();
-        std::fs::create_dir_all(&self.run_dir)
-            .with_context(|| format!("cannot create {}", self.run_dir.display()))?;
+        let created_dir = !self.layout.root().exists();
+        std::fs::create_dir_all(self.layout.root())
+            .with_context(|| format!("cannot create {}", self.layout.root().display()))?;
         let file = std::fs::File::options()
             .create(true)
             .truncate(false)
@@ -161,14 +160,14 @@ impl Ctx {
             .with_context(|| format!("cannot open {}", path.display()))?;
         let lock = RunLock {
             file,
-            dir: self.run_dir.clone(),
+            dir: self.layout.root().to_owned(),
             created_dir,
         };
         match lock.file.try_lock() {
             Ok(()) => Ok(Some(lock)),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another pipeline process is running a stage on {} (it holds {}); wait for it to finish, or give this one another run.name",
-                self.run_dir.display(),
+                self.layout.root().display(),
                 path.display()
             ),
             Err(std::fs::TryLockError::Error(e)) => {
@@ -226,7 +225,7 @@ impl Ctx {
             if input.exists() {
                 continue;
             }
-            if input.starts_with(&self.run_dir) {
+            if input.starts_with(self.layout.root()) {
                 bail!(
                     "{stage} needs {}, which does not exist; run the earlier stages first (`pipeline run all`)",
                     input.display()

@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 target_partitions: Some(1),
                 ..Default::default()
             };
-            let session = open_run(&ctx.run_dir, &options).await?;
+            let session = open_run(ctx.layout.root(), &options).await?;
             build(ctx, &session).await
         })?;
         report.write(&dir)?;

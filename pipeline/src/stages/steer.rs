@@ -82,7 +82,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             let device = model::device(&ctx.cfg.run.backend)?;
             let tokenizer = crate::tokenize::load(&inputs[1])?;
             let rt = runtime()?;
-            let session = rt.block_on(open_run(&ctx.run_dir, &SessionOptions::default()))?;
+            let session = rt.block_on(open_run(ctx.layout.root(), &SessionOptions::default()))?;
             let topk_layers =
                 ctx.cfg.model.n_layers - ctx.cfg.model.n_nontopk.min(ctx.cfg.model.n_layers);
             let sampling = Sampling {
