@@ -615,9 +615,9 @@ mod tests {
         let mut rows = Vec::new();
         for f in files {
             for b in read_parquet(&f).unwrap() {
-                let t = b.column(0).as_primitive::<UInt32Type>();
-                let n = b.column(1).as_primitive::<arrow::datatypes::UInt16Type>();
-                let v = arrow::compute::cast(b.column(2), &arrow::datatypes::DataType::Float32)
+                let t = b["token_index"].as_primitive::<UInt32Type>();
+                let n = b["neuron"].as_primitive::<arrow::datatypes::UInt16Type>();
+                let v = arrow::compute::cast(&b["value"], &arrow::datatypes::DataType::Float32)
                     .unwrap();
                 let v = v.as_primitive::<arrow::datatypes::Float32Type>();
                 rows.extend((0..b.num_rows()).map(|i| (n.value(i), t.value(i), v.value(i))));
@@ -642,12 +642,10 @@ mod tests {
         // against a differently initialised model they do not.
         let model_a = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
         let same = neuron_table(&model_a, Some(&model_a), &tiny(), 0, &tokenizer()).unwrap();
-        let cos = same
-            .column(5)
-            .as_primitive::<arrow::datatypes::Float32Type>();
+        let cos = same["read_cos_prev"].as_primitive::<arrow::datatypes::Float32Type>();
         assert!((0..32).all(|i| (cos.value(i) - 1.0).abs() < 1e-5));
         let first = neuron_table(&model_a, None, &tiny(), 0, &tokenizer()).unwrap();
-        assert_eq!(first.column(5).null_count(), 32);
+        assert_eq!(first["read_cos_prev"].null_count(), 32);
 
         // A direct forward pass over the first document (tokens 0..23, in windows of 16).
         let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
@@ -784,9 +782,7 @@ mod tests {
         // The neurons rows describe the 64 latents, with unit-norm write (decoder) vectors.
         let latents = latent_table(&model, &sae, &tokenizer()).unwrap();
         assert_eq!(latents.num_rows(), 64);
-        let write = latents
-            .column(2)
-            .as_primitive::<arrow::datatypes::Float32Type>();
+        let write = latents["write_norm"].as_primitive::<arrow::datatypes::Float32Type>();
         assert!((0..64).all(|i| (write.value(i) - 1.0).abs() < 1e-4));
     }
 

@@ -301,11 +301,11 @@ mod tests {
             Lexicon::parse("dog\tnoun.animal\nbread\tnoun.food\nfarm\tnoun.artifact\n").unwrap();
         let refs: Vec<&Document> = docs.iter().take(5).collect();
         let (batch, coverage) = token_table(&tokenizer, &refs, usize::MAX, &lex).unwrap();
-        let doc_id = batch.column(1).as_primitive::<UInt32Type>();
-        let text = batch.column(4).as_string::<i32>();
-        let word = batch.column(6).as_string::<i32>();
-        let concept = batch.column(7).as_string::<i32>();
-        let concept_id = batch.column(8).as_primitive::<UInt16Type>();
+        let doc_id = batch["doc_id"].as_primitive::<UInt32Type>();
+        let text = batch["token_text"].as_string::<i32>();
+        let word = batch["word"].as_string::<i32>();
+        let concept = batch["concept"].as_string::<i32>();
+        let concept_id = batch["concept_id"].as_primitive::<UInt16Type>();
         // Concatenating a document's token texts gives back the document exactly.
         for (d, doc) in refs.iter().enumerate() {
             let joined: String = (0..batch.num_rows())
