@@ -331,7 +331,7 @@ fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
     }
     let local_total: f64 = local.iter().map(|o| o.seconds).sum();
     println!("  {:<17} {:>9}           {local_total:>7.1} s", "all", "");
-    if ctx.cfg.engine.kind == "ballista" {
+    if ctx.cfg.engine.kind == queries::engine::EngineKind::Ballista {
         bench_ballista(&rt, &analyse, &local, local_total)?;
     }
     if let Some(peak) = peak_rss_mib() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use model::train::TrainingConfig;
 use model::{GptConfig, Preset};
-use queries::engine::Engine;
+use queries::engine::{Engine, EngineKind};
 use queries::sql::AnalysisParams;
 use serde::{Deserialize, Serialize};
 
@@ -220,7 +220,7 @@ pub struct ReportSection {
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
     /// `datafusion` (in this process) or `ballista` (a cluster).
-    pub kind: String,
+    pub kind: EngineKind,
     /// The Ballista scheduler, `df://host:port`.
     pub scheduler: String,
 }
@@ -228,8 +228,7 @@ pub struct EngineSection {
 impl EngineSection {
     /// The engine, with the scheduler URL checked.
     pub fn engine(&self) -> Result<Engine> {
-        let engine = Engine::parse(&self.kind, &self.scheduler)
-            .map_err(|e| anyhow::anyhow!("`engine.kind`: {e}"))?;
+        let engine = Engine::new(self.kind, &self.scheduler);
         if engine.is_distributed() {
             queries::engine::scheduler_address(&self.scheduler).context("`engine.scheduler`")?;
         }
@@ -333,7 +332,7 @@ impl PipelineConfig {
                 neurons_per_layer: 12,
             },
             engine: EngineSection {
-                kind: "datafusion".into(),
+                kind: EngineKind::Datafusion,
                 scheduler: "df://127.0.0.1:50050".into(),
             },
             cluster: ClusterSection {

@@ -23,18 +23,25 @@ pub enum Engine {
     },
 }
 
+/// Who runs the SQL: the config's `engine.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// DataFusion in this process.
+    Datafusion,
+    /// A Ballista cluster (`pipeline cluster start`, or one of your own).
+    Ballista,
+}
+
 impl Engine {
-    /// From the config's words: `datafusion`, or `ballista` with a scheduler URL.
-    pub fn parse(kind: &str, scheduler: &str) -> std::result::Result<Self, String> {
+    /// The engine of `kind`; `scheduler` is the Ballista scheduler's URL.
+    pub fn new(kind: EngineKind, scheduler: &str) -> Self {
         match kind {
-            "datafusion" => Ok(Self::DataFusion),
-            "ballista" => Ok(Self::Ballista {
+            EngineKind::Datafusion => Self::DataFusion,
+            EngineKind::Ballista => Self::Ballista {
                 scheduler: scheduler.to_owned(),
                 force_remote_read: false,
-            }),
-            other => Err(format!(
-                "engine `{other}`: use \"datafusion\" (in-process) or \"ballista\" (a cluster)"
-            )),
+            },
         }
     }
 
@@ -154,14 +161,9 @@ mod tests {
     }
 
     #[test]
-    fn engine_words() {
-        assert_eq!(Engine::parse("datafusion", "").unwrap(), Engine::DataFusion);
-        assert!(
-            Engine::parse("ballista", "df://h:1")
-                .unwrap()
-                .is_distributed()
-        );
-        assert!(Engine::parse("spark", "").unwrap_err().contains("spark"));
+    fn engine_kinds() {
+        assert_eq!(Engine::new(EngineKind::Datafusion, ""), Engine::DataFusion);
+        assert!(Engine::new(EngineKind::Ballista, "df://h:1").is_distributed());
     }
 
     #[tokio::test]
