@@ -361,16 +361,7 @@ fn bad_input_is_refused_with_a_short_error_naming_what_to_fix() {
     ];
     let runs = tmp.path().join("runs");
     for (args, named) in &cases {
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = pipeline(&runs, &fixture(), &refs);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(named), "{args:?}: expected `{named}` in {err}");
-        assert!(
-            !err.contains("panicked") && !err.contains("internal error"),
-            "{args:?}: {err}"
-        );
-        assert!(err.lines().count() <= 3, "{args:?}: {err}");
+        let err = refused(&runs, args, named, &format!("{args:?}"));
         assert!(!runs.join("e2e").exists(), "{args:?} left a run directory");
         let shown = err
             .lines()
@@ -561,16 +552,7 @@ fn damaged_files_and_bad_queries_are_named_and_change_nothing() {
             .iter()
             .map(|a| a.replace("../", &format!("{}/", case.display())))
             .collect();
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = pipeline(&case, &fixture(), &refs);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{what}: succeeded");
-        assert!(err.contains(named), "{what}: expected `{named}` in {err}");
-        assert!(
-            !err.contains("panicked") && !err.contains("internal error"),
-            "{what}: {err}"
-        );
-        assert!(err.lines().count() <= 3, "{what}: {err}");
+        let err = refused(&case, &args, named, what);
         assert_eq!(
             std::fs::read(run.join("manifest.json")).unwrap(),
             manifest,
@@ -587,6 +569,22 @@ fn damaged_files_and_bad_queries_are_named_and_change_nothing() {
             .replace(&case.display().to_string(), "…");
         eprintln!("| {what} | `pipeline {}` | {shown} |", args[..1].join(" "));
     }
+}
+
+/// Runs `pipeline ARGS` and checks that it was refused as a user should be: a non-zero exit,
+/// at most three lines naming `named`, no panic. Returns the error text.
+fn refused(dir: &Path, args: &[String], named: &str, what: &str) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = pipeline(dir, &fixture(), &refs);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{what}: succeeded");
+    assert!(err.contains(named), "{what}: expected `{named}` in {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("internal error"),
+        "{what}: {err}"
+    );
+    assert!(err.lines().count() <= 3, "{what}: {err}");
+    err
 }
 
 fn args(a: &[&str]) -> Vec<String> {
