@@ -133,11 +133,11 @@ fn refuse_inside_run(path: &Path, run_dir: &Path, what: &str) -> Result<()> {
         resolved.extend(rest.iter().rev());
         Ok(resolved)
     };
-    let target = absolute(Path::new(
-        path.to_str()
-            .and_then(|s| s.strip_prefix("file://"))
-            .unwrap_or(path.to_str().unwrap_or_default()),
-    ))?;
+    // COPY targets may be written as file:// URLs.
+    let target = match path.to_str().and_then(|s| s.strip_prefix("file://")) {
+        Some(local) => absolute(Path::new(local))?,
+        None => absolute(path)?,
+    };
     let run = absolute(run_dir)?;
     if target.starts_with(&run) {
         anyhow::bail!(

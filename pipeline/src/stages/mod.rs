@@ -128,12 +128,14 @@ pub struct RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let only_lock = std::fs::read_dir(&self.dir).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .all(|e| e.file_name() == std::ffi::OsStr::new(".lock"))
-        });
-        if self.created_dir && only_lock {
+        let only_lock = || {
+            std::fs::read_dir(&self.dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .all(|e| e.file_name() == std::ffi::OsStr::new(".lock"))
+            })
+        };
+        if self.created_dir && only_lock() {
             let _ = std::fs::remove_file(self.dir.join(".lock"));
             let _ = std::fs::remove_dir(&self.dir);
         }

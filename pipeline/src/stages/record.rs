@@ -47,6 +47,8 @@ struct Inputs {
     tokens: Vec<RecordBatch>,
     tokenizer: Tokenizer,
     models: Vec<(String, Vec<Checkpoint>)>,
+    /// Hash of the evaluation tokens and the tokenizer: part of every partition's key.
+    inputs_key: String,
     /// Each SAE series with its SAEs per checkpoint.
     sae_series: Vec<(String, Vec<(Checkpoint, SaeSet)>)>,
 }
@@ -71,7 +73,8 @@ fn load_inputs(ctx: &Ctx) -> Result<Inputs> {
         .into_iter()
         .find(|(k, _)| k == "tokenizer_sha256")
         .map(|(_, v)| v);
-    if made_with.as_deref() != Some(crate::manifest::hash_path(&tokenizer_path)?.as_str()) {
+    let tokenizer_sha256 = crate::manifest::hash_path(&tokenizer_path)?;
+    if made_with.as_deref() != Some(tokenizer_sha256.as_str()) {
         anyhow::bail!(
             "{} was not made with {}; run `pipeline prepare --force` to rebuild both",
             tokens_path.display(),
@@ -108,10 +111,13 @@ fn load_inputs(ctx: &Ctx) -> Result<Inputs> {
             sae_series.push((s.name, saes));
         }
     }
+    let inputs_key =
+        crate::manifest::hash_value(&(crate::manifest::hash_path(&tokens_path)?, tokenizer_sha256));
     Ok(Inputs {
         tokens,
         tokenizer,
         models,
+        inputs_key,
         sae_series,
     })
 }
@@ -132,10 +138,7 @@ fn record(ctx: &Ctx, inputs: Inputs) -> Result<serde_json::Value> {
         value_type: ctx.cfg.record.value_type,
         run_id: ctx.run_id(),
         device: model::device(&ctx.cfg.run.backend)?,
-        inputs_key: crate::manifest::hash_value(&(
-            crate::manifest::hash_path(&ctx.layout.tokens())?,
-            crate::manifest::hash_path(&ctx.layout.tokenizer())?,
-        )),
+        inputs_key: inputs.inputs_key.clone(),
     };
     let jobs = jobs(ctx, &inputs)?;
     let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
