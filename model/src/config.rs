@@ -86,6 +86,22 @@ impl GptConfig {
         }
     }
 
+    /// The model of unit tests and examples: d_model 32, 3 layers (2 TopK + 1 dense), k = 8,
+    /// 2 heads, context 16; fast enough to train a few steps in milliseconds. Tests state
+    /// what they change with struct update syntax (`GptConfig { topk_k: 4, ..micro(v) }`).
+    pub fn micro(vocab_size: usize) -> Self {
+        Self {
+            block_size: 16,
+            d_model: 32,
+            n_heads: 2,
+            n_layers: 3,
+            d_ff: 64,
+            topk_k: 8,
+            n_nontopk: 1,
+            ..Self::tiny(vocab_size)
+        }
+    }
+
     /// d_model 256, 6 layers (4 TopK + 2 dense), k = 32.
     pub fn small(vocab_size: usize) -> Self {
         Self {

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
-use crate::train::SplitMix64;
+use crate::SplitMix64;
 use crate::{ForwardInput, Gpt, Intervention, KvCache};
 
 /// How tokens are drawn.
@@ -169,15 +169,8 @@ mod tests {
     fn model(device: &Device) -> (Gpt, GptConfig) {
         device.seed(9);
         let cfg = GptConfig {
-            vocab_size: 30,
             block_size: 32,
-            d_model: 32,
-            n_heads: 2,
-            n_layers: 3,
-            d_ff: 64,
-            topk_k: 8,
-            n_nontopk: 1,
-            ..GptConfig::tiny(30)
+            ..GptConfig::micro(30)
         };
         (cfg.init(device), cfg)
     }

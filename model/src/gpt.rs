@@ -10,9 +10,9 @@ use crate::activation::TopK;
 pub use crate::attention::KvCache;
 use crate::block::Block;
 use crate::config::{GptConfig, Positional};
+use crate::dtype::{to_dtype, to_f32};
 use crate::intervention::Intervention;
 use crate::mlp::{INIT_STD, linear, per_token};
-use crate::train::{to_dtype, to_f32};
 
 /// A GPT-style TopK language model.
 #[derive(Module, Debug)]
@@ -218,14 +218,9 @@ mod tests {
 
     fn tiny() -> GptConfig {
         GptConfig {
-            block_size: 16,
-            d_model: 32,
             n_heads: 4,
-            n_layers: 3,
-            d_ff: 64,
             topk_k: 4,
-            n_nontopk: 1,
-            ..GptConfig::tiny(50)
+            ..GptConfig::micro(50)
         }
     }
 

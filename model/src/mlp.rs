@@ -2,7 +2,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::DType;
 
-use crate::train::{to_dtype, to_f32};
+use crate::dtype::{to_dtype, to_f32};
 
 /// GPT-2's initialisation: N(0, 0.02) for every weight matrix.
 pub(crate) const INIT_STD: f64 = 0.02;

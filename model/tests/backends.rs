@@ -1,46 +1,30 @@
 //! The same checkpoint gives the same forward pass, and the same training state the same next
-//! steps, on the CPU backend and on a GPU through wgpu (built with `--features wgpu`; skipped
-//! with a printed reason when no adapter exists).
+//! steps, on the CPU backend and on a GPU through wgpu. The tests need a GPU adapter, so they
+//! are ignored by default: `cargo test -p model --features wgpu --test backends -- --ignored`
+//! on a machine with one (a missing adapter then fails the test).
 
 #[cfg(feature = "wgpu")]
 mod common;
 
-/// The wgpu device, or `None` (with the reason printed) when no adapter can be opened.
+/// The wgpu device; fails the test when no adapter can be opened.
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Option<burn::prelude::Device> {
+fn wgpu_device() -> burn::prelude::Device {
     use burn::prelude::*;
-    match std::panic::catch_unwind(|| {
-        let d = Device::wgpu(Default::default());
-        let _ = Tensor::<1>::zeros([1], &d).into_data();
-        d
-    }) {
-        Ok(d) => Some(d),
-        Err(_) => {
-            eprintln!("SKIPPED: no wgpu adapter on this machine");
-            None
-        }
-    }
+    let d = Device::wgpu(Default::default());
+    let _ = Tensor::<1>::zeros([1], &d).into_data();
+    d
 }
 
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a wgpu adapter (a GPU); run with -- --ignored where there is one"]
 fn flex_and_wgpu_agree_on_a_forward_pass() {
     use burn::prelude::*;
     use burn::tensor::TensorData;
     use model::GptConfig;
     use model::checkpoint::{CheckpointMeta, load_weights, save_checkpoint};
 
-    let cfg = GptConfig {
-        vocab_size: 50,
-        block_size: 16,
-        d_model: 32,
-        n_heads: 2,
-        n_layers: 3,
-        d_ff: 64,
-        topk_k: 8,
-        n_nontopk: 1,
-        ..GptConfig::tiny(50)
-    };
+    let cfg = GptConfig::micro(50);
     let cpu = Device::flex();
     cpu.seed(3);
     let dir = tempfile::tempdir().unwrap();
@@ -56,9 +40,7 @@ fn flex_and_wgpu_agree_on_a_forward_pass() {
         sha256: String::new(),
     };
     let cp = save_checkpoint(dir.path(), &cfg.init(&cpu), meta).unwrap();
-    let Some(gpu) = wgpu_device() else {
-        return;
-    };
+    let gpu = wgpu_device();
     let ids: Vec<i64> = (0..32).map(|i| (i * 7 % 50) as i64).collect();
     let logits = |device: &Device| {
         let m = load_weights(&cfg, &cp.dir, device).unwrap();
@@ -80,6 +62,7 @@ fn flex_and_wgpu_agree_on_a_forward_pass() {
 
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a wgpu adapter (a GPU); run with -- --ignored where there is one"]
 fn training_resumed_on_wgpu_follows_the_cpu_run() {
     use model::train::{TrainingConfig, train};
 
@@ -89,9 +72,7 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
         ..short_schedule()
     };
     let data = common::pattern(2000);
-    let Some(gpu) = wgpu_device() else {
-        return;
-    };
+    let gpu = wgpu_device();
     // The CPU run is stopped after step 3 (its state on disk is checkpoint 2); both devices
     // resume that state for the remaining steps.
     let cpu_dir = tempfile::tempdir().unwrap();
@@ -127,10 +108,9 @@ fn training_resumed_on_wgpu_follows_the_cpu_run() {
 
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a wgpu adapter (a GPU); run with -- --ignored where there is one"]
 fn a_run_started_on_wgpu_starts_from_the_cpu_runs_weights_and_follows_it() {
-    let Some(gpu) = wgpu_device() else {
-        return;
-    };
+    let gpu = wgpu_device();
     let cpu = burn::prelude::Device::flex();
     // Before the initial weights were drawn on the CPU, step 0 already differed (each backend's
     // random generator draws its own weights).
@@ -167,16 +147,15 @@ fn losses(outcome: &model::train::TrainOutcome) -> Vec<(usize, f32)> {
 
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a wgpu adapter (a GPU); run with -- --ignored where there is one"]
 fn half_precision_training_on_wgpu_follows_flex_where_the_adapter_computes_in_it() {
     use model::train::{Precision, TrainingConfig};
 
-    let Some(gpu) = wgpu_device() else {
-        return;
-    };
+    let gpu = wgpu_device();
     let cpu = burn::prelude::Device::flex();
     for precision in [Precision::Bf16, Precision::F16] {
         if let Err(e) = precision.check(&gpu) {
-            eprintln!("SKIPPED {}: {e}", precision.name());
+            eprintln!("{}: not computed by this adapter ({e})", precision.name());
             continue;
         }
         let cfg = TrainingConfig {

@@ -3,8 +3,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
+use model::SplitMix64;
 use model::checkpoint::{list_checkpoints, load_weights};
-use model::train::{Batches, Precision, SplitMix64, TrainingConfig, shard_gradients, train};
+use model::train::{Batches, Precision, TrainingConfig, shard_gradients, train};
 use model::{Device, Gpt, GptConfig};
 
 mod common;

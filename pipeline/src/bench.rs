@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use model::train::{self, SpeedRun, synthetic_tokens};
+use queries::tables::activations::ActivationRow;
 
 use crate::cli::BenchTarget;
 use crate::stages::Ctx;
@@ -34,7 +35,7 @@ fn bench_matching() -> Result<()> {
     );
     let mut n = 512;
     while n <= MAX_MATCHED {
-        let mut rng = train::SplitMix64::new(11, n as u64);
+        let mut rng = model::SplitMix64::new(11, n as u64);
         let perm: Vec<usize> = {
             let mut p: Vec<usize> = (0..n).collect();
             for i in (1..n).rev() {
@@ -46,13 +47,19 @@ fn bench_matching() -> Result<()> {
         for t in 0..tokens {
             for _ in 0..k {
                 let f = rng.below(n).min(rng.below(n)); // skewed: low ids fire more
-                let v = 1.0 + rng.below(1000) as f64 / 1000.0;
-                a.push((t, f, v));
-                b.push((t, perm[f], v + rng.below(100) as f64 / 1000.0));
+                let v = 1.0 + rng.below(1000) as f32 / 1000.0;
+                let row = |neuron: usize, value| ActivationRow {
+                    neuron: neuron as u16,
+                    token_index: t,
+                    value,
+                };
+                a.push(row(f, v));
+                b.push(row(perm[f], v + rng.below(100) as f32 / 1000.0));
             }
         }
-        a.sort_by_key(|r| (r.0, r.1));
-        b.sort_by_key(|r| (r.0, r.1));
+        // By token, as the matching reads them.
+        a.sort_by_key(|r| (r.token_index, r.neuron));
+        b.sort_by_key(|r| (r.token_index, r.neuron));
         let started = Instant::now();
         let matches = queries::stability::match_features(&a, &b, n);
         let seconds = started.elapsed().as_secs_f64();
@@ -85,7 +92,7 @@ fn bench_matching() -> Result<()> {
 fn bench_sae(ctx: &Ctx) -> Result<()> {
     use crate::saes::collect_hidden;
     use model::sae::{SaeConfig, train_sae};
-    let device = model::device(&ctx.cfg.run.backend)?;
+    let device = ctx.cfg.run.backend.device()?;
     let lm = ctx.cfg.model_config("dense", ctx.cfg.model.vocab_size);
     device.seed(1);
     let model = lm.init(&device);
@@ -96,7 +103,11 @@ fn bench_sae(ctx: &Ctx) -> Result<()> {
     let collect = sae.train_tokens as f64 / started.elapsed().as_secs_f64();
     println!(
         "sae bench: backend {}, d_model {}, k = {}, {} steps × {} hidden states",
-        ctx.cfg.run.backend, lm.d_model, ctx.cfg.model.topk_k, sae.steps, sae.batch_size
+        ctx.cfg.run.backend.name(),
+        lm.d_model,
+        ctx.cfg.model.topk_k,
+        sae.steps,
+        sae.batch_size
     );
     println!("  collect hidden states (LM forward): {collect:>9.0} tokens/s");
     for expansion in [sae.expansion, 8] {
@@ -151,14 +162,14 @@ fn peak_flops() -> Option<f64> {
 }
 
 fn bench_train(ctx: &Ctx) -> Result<()> {
-    let device = model::device(&ctx.cfg.run.backend)?;
+    let device = ctx.cfg.run.backend.device()?;
     let topk = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
     let tokens = synthetic_tokens(topk.vocab_size, 200_000, 7);
     let b = ctx.cfg.train.batch_size;
     let shards = ctx.cfg.train.parallel_shards;
     println!(
         "train bench: backend {}, d_model {}, {} layers ({} TopK, k = {}), context {}, batch {b} in {shards} parallel shards, {} parameters",
-        ctx.cfg.run.backend,
+        ctx.cfg.run.backend.name(),
         topk.d_model,
         topk.n_layers,
         topk.n_topk_layers(),
@@ -170,7 +181,7 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
     println!("{speed}");
     let t = speed.topk;
     // The CPU's peak means nothing for a GPU run.
-    let on_cpu = ctx.cfg.run.backend != "wgpu";
+    let on_cpu = ctx.cfg.run.backend != model::Backend::Wgpu;
     if let Some(peak) = peak_flops().filter(|_| on_cpu) {
         let achieved = 6.0 * topk.n_params() as f64 * t;
         println!(
@@ -185,7 +196,7 @@ fn bench_train(ctx: &Ctx) -> Result<()> {
 
 fn bench_record(ctx: &Ctx) -> Result<()> {
     use crate::recording::{Recorder, Window};
-    let device = model::device(&ctx.cfg.run.backend)?;
+    let device = ctx.cfg.run.backend.device()?;
     let cfg = ctx.cfg.model_config("topk", ctx.cfg.model.vocab_size);
     device.seed(1);
     let model = cfg.init(&device);
@@ -212,7 +223,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         inputs_key: String::new(),
     };
     let mut forward = 0.0;
-    let mut all_rows: Vec<Vec<(u16, u32, f32)>> = vec![Vec::new(); cfg.n_layers];
+    let mut all_rows: Vec<Vec<ActivationRow>> = vec![Vec::new(); cfg.n_layers];
     for chunk in windows.chunks(ctx.cfg.record.batch_size) {
         let started = Instant::now();
         let rows = recorder.forward_topk(&model, chunk, &cfg)?;
@@ -237,7 +248,7 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
             let mut rows = rows.clone();
             crate::recording::recorder::sort_by_neuron_then_token(&mut rows);
             let path = dir.path().join(format!("layer={l}-{f16}.parquet"));
-            let batch = crate::recording::activation_batch(&rows, false, f16)?;
+            let batch = queries::tables::activations::encode(&rows, false, f16)?;
             rows_total += queries::parquet_io::write_parquet(&path, batch.schema(), &[batch], &[])?;
             write += started.elapsed().as_secs_f64();
             bytes += std::fs::metadata(&path)?.len();
@@ -308,11 +319,11 @@ fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
                 },
             )
             .await?;
-            let n_rows: f64 = queries::session::column_f64(
+            let n_rows = queries::tables::columns::required::<arrow::datatypes::UInt64Type>(
                 &queries::session::collect(&session, "SELECT COUNT(*) AS n FROM activations")
                     .await?,
                 "n",
-            )?[0];
+            )?[0] as f64;
             let outputs =
                 queries::analysis::run_analysis(&session, run, &params, &[], &mut |_| {}).await?;
             Ok::<_, anyhow::Error>((n_rows, outputs))

@@ -34,7 +34,7 @@ pub struct RunSection {
     /// Size preset: `tiny` (minutes on 2 CPU cores), `small`, or `paper` (GPU).
     pub preset: Preset,
     /// Compute backend: `flex` (pure-Rust CPU) or `wgpu` (GPU; `--features wgpu`).
-    pub backend: String,
+    pub backend: model::Backend,
 }
 
 /// Input text, tokenizer and lexicon.
@@ -294,7 +294,7 @@ impl PipelineConfig {
                 name: "default".into(),
                 dir: "runs".into(),
                 preset,
-                backend: "flex".into(),
+                backend: model::Backend::Flex,
             },
             data: DataSection {
                 corpus: "data/corpus.txt.gz".into(),
@@ -462,7 +462,7 @@ impl PipelineConfig {
                 "`run.name` = {name:?}: must be a folder name (not empty, `.` or `..`, without `/`, `\\` or control characters)"
             );
         }
-        model::device(&self.run.backend).context("`run.backend`")?;
+        self.run.backend.device().context("`run.backend`")?;
         if self.sae.enabled {
             if !self.models.contains(&self.sae.model) {
                 bail!(

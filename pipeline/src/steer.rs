@@ -3,17 +3,20 @@
 //! concept steering. The edit acts on the block output after TopK (see `model::Intervention`).
 
 use anyhow::{Context, Result, bail};
+use arrow::datatypes::Float64Type;
 use model::checkpoint::{Checkpoint, list_checkpoints, load_weights, read_card};
 use model::generate::{Sampling, generate};
 use model::{Gpt, GptConfig, Intervention, InterventionMode};
-use queries::session::{SessionOptions, collect, column_f64, column_str, open_run};
+use queries::session::{SessionOptions, collect, open_run};
 use queries::sql::steer as q;
+use queries::tables::columns::required;
 use tokenizers::Tokenizer;
 
 use crate::cli::{GenerateArgs, SteerArgs};
 use crate::lexicon::Lexicon;
 use crate::stages::Ctx;
 use crate::stages::analyze::runtime;
+use crate::steering;
 
 /// A loaded checkpoint ready to generate from.
 struct Loaded {
@@ -53,7 +56,7 @@ fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
             .cloned()
             .context("no checkpoints; run `pipeline train`")?,
     };
-    let device = model::device(&ctx.cfg.run.backend)?;
+    let device = ctx.cfg.run.backend.device()?;
     let model = load_weights(&card.model, &checkpoint.dir, &device)?;
     let tokenizer = crate::tokenize::load(&ctx.layout.tokenizer())?;
     Ok(Loaded {
@@ -118,59 +121,27 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
         base.iter().cloned().chain(extra.iter().cloned()).collect()
     };
 
-    // Which neurons: the one given, or per TopK layer the most specific neuron of the concept.
+    // Which neurons: the one given, or per steered layer the most specific neuron of the
+    // concept (the rule the `steer` stage uses: `crate::steering`).
     let mut targets: Vec<(usize, usize, f64)> = Vec::new(); // (layer, neuron, max activation)
     if let Some(concept) = &args.concept {
-        let rows = rt
-            .block_on(collect(
-                &session,
-                &q::render(q::CONCEPT_NEURONS, &with(&[("concept", concept.clone())])),
-            ))
-            .context("steering by concept needs the analysis tables; run `pipeline analyze`")?;
-        let (layer, neuron, ent, share, maxv) = (
-            column_f64(&rows, "layer")?,
-            column_f64(&rows, "neuron")?,
-            column_f64(&rows, "entropy_norm")?,
-            column_f64(&rows, "top_share")?,
-            column_f64(&rows, "max_value")?,
-        );
-        for i in 0..layer.len() {
-            let (lay, n) = (layer[i] as usize, neuron[i] as usize);
-            if l.cfg.is_topk_layer(lay) {
-                println!(
-                    "chose layer {lay} neuron {n}: top concept {concept} (share {:.2}), semantic entropy {:.3}, max activation {:.2}",
-                    share[i], ent[i], maxv[i]
-                );
-                targets.push((lay, n, maxv[i]));
-            }
+        let layers = steering::steered_layers(&ctx.cfg.model);
+        let chosen = rt.block_on(steering::concept_targets(
+            &session, &l.name, step, concept, layers,
+        ))?;
+        for t in &chosen {
+            println!(
+                "chose layer {} neuron {}: top concept {concept} (share {:.2}), semantic entropy {:.3}, max activation {:.2}",
+                t.layer, t.neuron, t.top_share, t.entropy_norm, t.max_value
+            );
+            targets.push((t.layer, t.neuron, t.max_value));
         }
         if targets.is_empty() {
-            let known = column_str(
-                &rt.block_on(collect(&session, &q::render(q::CONCEPTS, &with(&[]))))?,
-                "top_concept",
-            )?;
-            let close: Vec<&String> = known
-                .iter()
-                .filter(|k| {
-                    k.contains(concept.as_str())
-                        || concept
-                            .split('.')
-                            .any(|part| !part.is_empty() && k.contains(part))
-                })
-                .take(8)
-                .collect();
+            let close = rt.block_on(steering::close_concepts(&session, &l.name, concept))?;
             bail!(
-                "no TopK-layer neuron of `{}` at step {step} has `{concept}` as its top concept; close matches: {}",
+                "no neuron of `{}` in layers 0..{layers} at step {step} has `{concept}` as its top concept; closest concepts: {}",
                 l.name,
-                if close.is_empty() {
-                    known.join(", ")
-                } else {
-                    close
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
+                close.join(", ")
             );
         }
     } else {
@@ -205,7 +176,12 @@ pub fn run_steer(ctx: &Ctx, args: &SteerArgs) -> Result<()> {
                     &with(&[("layer", layer.to_string()), ("neuron", neuron.to_string())]),
                 ),
             ))?;
-            *column_f64(&rows, "max_value")?.first().with_context(|| format!("neuron {neuron} of layer {layer} has no statistics at step {step} (dead, or run `pipeline analyze`)"))?
+            let max = required::<Float64Type>(&rows, "max_value")?;
+            *max.first().with_context(|| {
+                format!(
+                    "neuron {neuron} of layer {layer} has no statistics at step {step} (dead, or run `pipeline analyze`)"
+                )
+            })?
         } else {
             1.0
         };

@@ -63,7 +63,7 @@ async fn slices(ctx: &SessionContext, columns: &[&str]) -> Result<Vec<String>> {
     let batches = crate::session::collect(ctx, &sql).await?;
     let values: Vec<Vec<String>> = columns
         .iter()
-        .map(|c| crate::session::column_str(&batches, c))
+        .map(|c| crate::tables::columns::text(&batches, c))
         .collect::<Result<_>>()?;
     let n = values.first().map_or(0, |v| v.len());
     Ok((0..n)

@@ -19,6 +19,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A query result or file lacks a column a row struct needs, or has nulls where it may not.
+    #[error("column `{column}`: {why}")]
+    Column { column: String, why: String },
     /// A table the query needs is not in the run directory.
     #[error("table `{table}` not found; tables in this run: {available}")]
     MissingTable { table: String, available: String },

@@ -10,10 +10,11 @@ mod error;
 pub mod layout;
 pub mod matching;
 pub mod parquet_io;
-pub mod schema;
+pub mod results;
 pub mod session;
 pub mod sql;
 pub mod stability;
 pub mod synthetic;
+pub mod tables;
 
 pub use error::{Error, Result};

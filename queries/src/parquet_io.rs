@@ -11,7 +11,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
-use crate::schema::SCHEMA_VERSION;
+use crate::tables::SCHEMA_VERSION;
 use crate::{Error, Result};
 
 /// Rows per row group: small enough that a per-neuron filter skips most of a file.
@@ -152,7 +152,7 @@ mod tests {
     fn round_trips_rows_and_metadata_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/part.parquet");
-        let schema = crate::schema::activations_schema();
+        let schema = crate::tables::activations::schema();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -188,7 +188,7 @@ mod tests {
         let path = dir.path().join("x.parquet");
         {
             let _w =
-                AtomicParquet::create(&path, crate::schema::activations_schema(), &[]).unwrap();
+                AtomicParquet::create(&path, crate::tables::activations::schema(), &[]).unwrap();
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }

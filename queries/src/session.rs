@@ -7,7 +7,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::engine::Engine;
 use crate::layout::RunLayout;
-use crate::schema::partition_columns;
+use crate::tables::partition_columns;
 use crate::{Error, Result};
 
 /// Settings of the session.
@@ -142,46 +142,4 @@ pub fn derived_path(run_dir: &Path, name: &str) -> PathBuf {
 /// Runs a query and returns its rows.
 pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
-}
-
-/// A column of query results as f64 (nulls as NaN).
-pub fn column_f64(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<f64>> {
-    use arrow::array::{Array, AsArray};
-    let mut out = Vec::new();
-    for b in batches {
-        let col = b.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Plan(format!("no column `{name}`"))
-        })?;
-        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Float64)?;
-        let col = col.as_primitive::<arrow::datatypes::Float64Type>();
-        out.extend((0..col.len()).map(|i| {
-            if col.is_null(i) {
-                f64::NAN
-            } else {
-                col.value(i)
-            }
-        }));
-    }
-    Ok(out)
-}
-
-/// A column of query results as strings (nulls as "").
-pub fn column_str(batches: &[arrow::array::RecordBatch], name: &str) -> Result<Vec<String>> {
-    use arrow::array::{Array, AsArray};
-    let mut out = Vec::new();
-    for b in batches {
-        let col = b.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Plan(format!("no column `{name}`"))
-        })?;
-        let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
-        let col = col.as_string::<i32>();
-        out.extend((0..col.len()).map(|i| {
-            if col.is_null(i) {
-                String::new()
-            } else {
-                col.value(i).to_owned()
-            }
-        }));
-    }
-    Ok(out)
 }

@@ -187,6 +187,9 @@ pub mod report {
     pub const STABILITY_OVER_TRAINING: &str =
         include_str!("../sql/report/stability_over_training.sql");
     pub const STABILITY_SUMMARY: &str = include_str!("../sql/report/stability_summary.sql");
+    pub const NEURON_CONTEXTS: &str = include_str!("../sql/report/neuron_contexts.sql");
+    pub const NEURON_ENTROPY_OVER_STEPS: &str =
+        include_str!("../sql/report/neuron_entropy_over_steps.sql");
 }
 
 /// Queries of `pipeline steer`, one file each under `queries/sql/steer/`.

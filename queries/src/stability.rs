@@ -8,20 +8,18 @@
 //! rows per token (1024 at k = 32) for every pair, while a merge over token-sorted rows does
 //! the same sums in memory at a small fraction of the cost.
 
+use arrow::datatypes::{UInt16Type, UInt32Type, UInt64Type};
+use datafusion::prelude::SessionContext;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-
-use arrow::array::{
-    BooleanArray, Float64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::prelude::SessionContext;
 
 use crate::Result;
 use crate::matching::optimal_matching;
-use crate::session::{collect, column_f64, column_str, derived_path, register};
+use crate::session::{collect, derived_path, register};
 use crate::sql::{AnalysisParams, render};
+use crate::tables::activations::{self, ActivationRow};
+use crate::tables::columns::{required, text};
+use crate::tables::matching::{self, MatchingRow};
 
 /// Two recordings whose features are matched.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,10 +36,13 @@ pub struct Pair {
 /// `(model, reseeded)` in `seed_pairs`, `reseeded`'s steps against the same steps of `model`.
 pub async fn pairs(ctx: &SessionContext, seed_pairs: &[(String, String)]) -> Result<Vec<Pair>> {
     let rows = collect(ctx, include_str!("../sql/model_steps.sql")).await?;
-    let (models, steps) = (column_str(&rows, "model")?, column_f64(&rows, "step")?);
+    let (models, steps) = (
+        text(&rows, "model")?,
+        required::<UInt32Type>(&rows, "step")?,
+    );
     let mut by_model: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-    for (m, s) in models.iter().zip(&steps) {
-        by_model.entry(m.clone()).or_default().push(*s as u32);
+    for (m, s) in models.into_iter().zip(steps) {
+        by_model.entry(m).or_default().push(s);
     }
     let mut out = Vec::new();
     for (model, steps) in &by_model {
@@ -72,8 +73,8 @@ pub async fn pairs(ctx: &SessionContext, seed_pairs: &[(String, String)]) -> Res
     Ok(out)
 }
 
-/// One layer's recorded features: `(token, feature, value)` sorted by token.
-type Rows = Vec<(u32, usize, f64)>;
+/// One layer's recorded features, sorted by token.
+type Rows = Vec<ActivationRow>;
 
 async fn layer_rows(ctx: &SessionContext, model: &str, step: u32, layer: u16) -> Result<Rows> {
     let sql = render(
@@ -84,15 +85,7 @@ async fn layer_rows(ctx: &SessionContext, model: &str, step: u32, layer: u16) ->
             ("layer", layer.to_string()),
         ],
     );
-    let batches = collect(ctx, &sql).await?;
-    let (t, n, v) = (
-        column_f64(&batches, "token_index")?,
-        column_f64(&batches, "neuron")?,
-        column_f64(&batches, "value")?,
-    );
-    Ok((0..t.len())
-        .map(|i| (t[i] as u32, n[i] as usize, v[i]))
-        .collect())
+    activations::decode(&collect(ctx, &sql).await?)
 }
 
 /// Cosine similarity of every feature of `a` with every feature of `b` over their activation
@@ -100,8 +93,8 @@ async fn layer_rows(ctx: &SessionContext, model: &str, step: u32, layer: u16) ->
 pub fn cosine_matrix(a: &Rows, b: &Rows, n: usize) -> Vec<Vec<f64>> {
     let norms = |rows: &Rows| {
         let mut sq = vec![0.0f64; n];
-        for &(_, f, v) in rows {
-            sq[f] += v * v;
+        for r in rows {
+            sq[r.neuron as usize] += (r.value as f64).powi(2);
         }
         sq.into_iter().map(f64::sqrt).collect::<Vec<_>>()
     };
@@ -110,17 +103,18 @@ pub fn cosine_matrix(a: &Rows, b: &Rows, n: usize) -> Vec<Vec<f64>> {
     let (mut i, mut j) = (0, 0);
     // Merge the two token-sorted lists, one token at a time.
     while i < a.len() && j < b.len() {
-        let (ta, tb) = (a[i].0, b[j].0);
+        let (ta, tb) = (a[i].token_index, b[j].token_index);
         if ta < tb {
             i += 1;
         } else if tb < ta {
             j += 1;
         } else {
-            let i_end = i + a[i..].iter().take_while(|r| r.0 == ta).count();
-            let j_end = j + b[j..].iter().take_while(|r| r.0 == ta).count();
-            for &(_, fa, va) in &a[i..i_end] {
-                for &(_, fb, vb) in &b[j..j_end] {
-                    dot[fa][fb] += va * vb;
+            let i_end = i + a[i..].iter().take_while(|r| r.token_index == ta).count();
+            let j_end = j + b[j..].iter().take_while(|r| r.token_index == ta).count();
+            for ra in &a[i..i_end] {
+                for rb in &b[j..j_end] {
+                    dot[ra.neuron as usize][rb.neuron as usize] +=
+                        ra.value as f64 * rb.value as f64;
                 }
             }
             (i, j) = (i_end, j_end);
@@ -151,7 +145,7 @@ pub struct FeatureMatch {
 pub fn match_features(a: &Rows, b: &Rows, n: usize) -> Vec<FeatureMatch> {
     let alive = |rows: &Rows| {
         let mut on = vec![false; n];
-        rows.iter().for_each(|r| on[r.1] = true);
+        rows.iter().for_each(|r| on[r.neuron as usize] = true);
         on
     };
     let (alive_a, alive_b) = (alive(a), alive(b));
@@ -207,22 +201,6 @@ pub fn match_features(a: &Rows, b: &Rows, n: usize) -> Vec<FeatureMatch> {
     out
 }
 
-fn matching_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("model_prev", DataType::Utf8, false),
-        Field::new("comparison", DataType::Utf8, false),
-        Field::new("layer", DataType::UInt16, false),
-        Field::new("step_prev", DataType::UInt32, false),
-        Field::new("step", DataType::UInt32, false),
-        Field::new("neuron_prev", DataType::UInt16, false),
-        Field::new("neuron", DataType::UInt16, false),
-        Field::new("cosine", DataType::Float64, false),
-        Field::new("same_index", DataType::Boolean, false),
-        Field::new("alive_prev", DataType::Boolean, false),
-    ]))
-}
-
 /// Writes `matching` (every pair, every layer both recordings share) and then `stability`
 /// (`stability.sql` over `matching` and `lineage`), registering both. `on_pair` is called as
 /// each pair starts. Returns the row counts.
@@ -236,13 +214,15 @@ pub async fn write_stability(
 ) -> Result<(usize, usize)> {
     let sizes = collect(ctx, include_str!("../sql/feature_counts.sql")).await?;
     let (sm, ss, sl, sn) = (
-        column_str(&sizes, "model")?,
-        column_f64(&sizes, "step")?,
-        column_f64(&sizes, "layer")?,
-        column_f64(&sizes, "n_features")?,
+        text(&sizes, "model")?,
+        required::<UInt32Type>(&sizes, "step")?,
+        required::<UInt16Type>(&sizes, "layer")?,
+        required::<UInt64Type>(&sizes, "n_features")?,
     );
-    let size: BTreeMap<(String, u32, u16), usize> = (0..sm.len())
-        .map(|i| ((sm[i].clone(), ss[i] as u32, sl[i] as u16), sn[i] as usize))
+    let size: BTreeMap<(String, u32, u16), usize> = sm
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| ((m, ss[i], sl[i]), sn[i] as usize))
         .collect();
     let all = pairs(ctx, seed_pairs).await?;
     let mut batches = Vec::new();
@@ -260,37 +240,26 @@ pub async fn write_stability(
             let a = layer_rows(ctx, &pair.model_prev, pair.step_prev, layer).await?;
             let b = layer_rows(ctx, &pair.model, pair.step, layer).await?;
             let matches = match_features(&a, &b, n);
-            let len = matches.len();
-            batches.push(RecordBatch::try_new(
-                matching_schema(),
-                vec![
-                    Arc::new(StringArray::from(vec![pair.model.as_str(); len])),
-                    Arc::new(StringArray::from(vec![pair.model_prev.as_str(); len])),
-                    Arc::new(StringArray::from(vec![pair.comparison; len])),
-                    Arc::new(UInt16Array::from(vec![layer; len])),
-                    Arc::new(UInt32Array::from(vec![pair.step_prev; len])),
-                    Arc::new(UInt32Array::from(vec![pair.step; len])),
-                    Arc::new(UInt16Array::from_iter_values(
-                        matches.iter().map(|m| m.prev as u16),
-                    )),
-                    Arc::new(UInt16Array::from_iter_values(
-                        matches.iter().map(|m| m.next as u16),
-                    )),
-                    Arc::new(Float64Array::from_iter_values(
-                        matches.iter().map(|m| m.cosine),
-                    )),
-                    Arc::new(BooleanArray::from_iter(
-                        matches.iter().map(|m| Some(m.prev == m.next)),
-                    )),
-                    Arc::new(BooleanArray::from_iter(
-                        matches.iter().map(|m| Some(m.alive_prev)),
-                    )),
-                ],
-            )?);
+            let rows: Vec<MatchingRow> = matches
+                .iter()
+                .map(|m| MatchingRow {
+                    model: pair.model.clone(),
+                    model_prev: pair.model_prev.clone(),
+                    comparison: pair.comparison.to_owned(),
+                    layer,
+                    step_prev: pair.step_prev,
+                    step: pair.step,
+                    neuron_prev: m.prev as u16,
+                    neuron: m.next as u16,
+                    cosine: m.cosine,
+                    alive_prev: m.alive_prev,
+                })
+                .collect();
+            batches.push(matching::encode(&rows)?);
         }
     }
     let path = derived_path(run_dir, "matching");
-    let matched = crate::parquet_io::write_parquet(&path, matching_schema(), &batches, metadata)?;
+    let matched = crate::parquet_io::write_parquet(&path, matching::schema(), &batches, metadata)?;
     ctx.deregister_table("matching")?;
     register(ctx, "matching", &path, false).await?;
 
@@ -306,11 +275,23 @@ pub async fn write_stability(
 mod tests {
     use super::*;
 
+    /// Rows from (token, feature, value) triples.
+    fn rows(triples: &[(u32, u16, f32)]) -> Rows {
+        triples
+            .iter()
+            .map(|&(token_index, neuron, value)| ActivationRow {
+                neuron,
+                token_index,
+                value,
+            })
+            .collect()
+    }
+
     #[test]
     fn cosine_matrix_equals_dense_vectors() {
         // Two features over 3 tokens; b is a with the features swapped and token 2 changed.
-        let a: Rows = vec![(0, 0, 1.0), (0, 1, 2.0), (1, 0, 3.0), (2, 1, 1.0)];
-        let b: Rows = vec![(0, 1, 1.0), (0, 0, 2.0), (1, 1, 3.0), (2, 0, 4.0)];
+        let a = rows(&[(0, 0, 1.0), (0, 1, 2.0), (1, 0, 3.0), (2, 1, 1.0)]);
+        let b = rows(&[(0, 1, 1.0), (0, 0, 2.0), (1, 1, 3.0), (2, 0, 4.0)]);
         let m = cosine_matrix(&a, &b, 2);
         // Dense: a0 = [1,3,0], a1 = [2,0,1]; b0 = [2,0,4], b1 = [1,3,0].
         let cos = |x: [f64; 3], y: [f64; 3]| {
@@ -341,8 +322,8 @@ mod tests {
     #[test]
     fn dead_features_are_paired_outside_the_hungarian_problem() {
         // 5 features; only 0 and 3 alive in a, only 2 alive in b.
-        let a: Rows = vec![(0, 0, 1.0), (1, 3, 1.0)];
-        let b: Rows = vec![(1, 2, 5.0)];
+        let a = rows(&[(0, 0, 1.0), (1, 3, 1.0)]);
+        let b = rows(&[(1, 2, 5.0)]);
         let m = match_features(&a, &b, 5);
         assert_eq!(m.len(), 5, "every feature of a paired once");
         let mut nexts: Vec<usize> = m.iter().map(|x| x.next).collect();

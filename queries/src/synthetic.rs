@@ -1,16 +1,12 @@
 //! A generated run directory (`tokens`, `activations`, `neurons`) of any size, for the
 //! analysis benchmarks and for tests that compare query engines on the same lake.
 
-use std::path::Path;
-use std::sync::Arc;
-
-use arrow::array::{
-    BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
-};
-
 use crate::Result;
 use crate::parquet_io::{AtomicParquet, write_parquet};
-use crate::schema::{activations_schema, neurons_schema, tokens_schema};
+use crate::tables::activations::{self, ActivationRow};
+use crate::tables::neurons::{self, NeuronRow};
+use crate::tables::tokens::{self, TokenRow};
+use std::path::Path;
 
 /// Shape of a generated lake.
 #[derive(Debug, Clone)]
@@ -60,8 +56,8 @@ pub fn write_lake(run: &Path, spec: &LakeSpec) -> Result<usize> {
         .collect();
     write_parquet(
         &run.join("prepare/tokens.parquet"),
-        tokens_schema(),
-        &[tokens_batch(&ids)?],
+        tokens::schema(),
+        &[tokens::encode(&token_rows(&ids))?],
         &[],
     )?;
     let mut written = 0;
@@ -74,17 +70,17 @@ pub fn write_lake(run: &Path, spec: &LakeSpec) -> Result<usize> {
                 written += rows.len();
                 let mut file = AtomicParquet::create(
                     &run.join("record/activations").join(&partition),
-                    activations_schema(),
+                    activations::schema(),
                     &[],
                 )?;
                 for chunk in rows.chunks(1 << 20) {
-                    file.write(&activations_batch(chunk, model == "dense")?)?;
+                    file.write(&activations::encode(chunk, model == "dense", false)?)?;
                 }
                 file.finish()?;
                 write_parquet(
                     &run.join("record/neurons").join(&partition),
-                    neurons_schema(),
-                    &[neurons_batch(spec.d)?],
+                    neurons::schema(),
+                    &[neurons::encode(&neuron_rows(spec.d))?],
                     &[],
                 )?;
             }
@@ -95,7 +91,7 @@ pub fn write_lake(run: &Path, spec: &LakeSpec) -> Result<usize> {
 
 /// One partition's (neuron, token, value) rows, sorted by neuron then token as `record`
 /// writes them.
-fn activation_rows(spec: &LakeSpec, ids: &[u32], rng: &mut SplitMix64) -> Vec<(u16, u32, f32)> {
+fn activation_rows(spec: &LakeSpec, ids: &[u32], rng: &mut SplitMix64) -> Vec<ActivationRow> {
     let mut rows = Vec::with_capacity(ids.len() * spec.k);
     for (t, &id) in ids.iter().enumerate() {
         for j in 0..spec.k {
@@ -105,67 +101,52 @@ fn activation_rows(spec: &LakeSpec, ids: &[u32], rng: &mut SplitMix64) -> Vec<(u
                 rng.below(spec.d)
             };
             let value = 1.0 + rng.below(1000) as f32 / 500.0;
-            rows.push((neuron as u16, t as u32, value));
+            rows.push(ActivationRow {
+                neuron: neuron as u16,
+                token_index: t as u32,
+                value,
+            });
         }
     }
-    rows.sort_unstable_by_key(|r| (r.0, r.1));
-    rows.dedup_by_key(|r| (r.0, r.1));
+    rows.sort_unstable_by_key(ActivationRow::key);
+    rows.dedup_by_key(|r| r.key());
     rows
 }
 
-fn tokens_batch(ids: &[u32]) -> Result<RecordBatch> {
-    let n = ids.len() as u32;
-    let concept: Vec<Option<u16>> = ids
-        .iter()
-        .map(|&t| (t % 5 != 0).then_some((t % 40) as u16 + 1))
-        .collect();
-    let names: Vec<Option<String>> = concept
-        .iter()
-        .map(|c| c.map(|c| format!("concept.{c}")))
-        .collect();
-    Ok(RecordBatch::try_new(
-        tokens_schema(),
-        vec![
-            Arc::new(UInt32Array::from_iter_values(0..n)),
-            Arc::new(UInt32Array::from_iter_values((0..n).map(|i| i / 64))),
-            Arc::new(UInt32Array::from_iter_values((0..n).map(|i| i % 64))),
-            Arc::new(UInt32Array::from(ids.to_vec())),
-            Arc::new(StringArray::from_iter_values(
-                ids.iter().map(|i| format!("t{i}")),
-            )),
-            Arc::new(UInt32Array::from_iter_values(0..n)),
-            Arc::new(StringArray::from(names.clone())),
-            Arc::new(StringArray::from(names)),
-            Arc::new(UInt16Array::from(concept)),
-        ],
-    )?)
+fn token_rows(ids: &[u32]) -> Vec<TokenRow> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let i = i as u32;
+            let concept = (id % 5 != 0).then_some((id % 40) as u16 + 1);
+            let name = concept.map(|c| format!("concept.{c}"));
+            TokenRow {
+                token_index: i,
+                doc_id: i / 64,
+                position: i % 64,
+                token_id: id,
+                token_text: format!("t{id}"),
+                word_index: i,
+                word: name.clone(),
+                concept: name,
+                concept_id: concept,
+            }
+        })
+        .collect()
 }
 
-fn activations_batch(rows: &[(u16, u32, f32)], dense: bool) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        activations_schema(),
-        vec![
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(BooleanArray::from(vec![dense; rows.len()])),
-        ],
-    )?)
-}
-
-fn neurons_batch(d: usize) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(
-        neurons_schema(),
-        vec![
-            Arc::new(UInt16Array::from_iter_values(0..d as u16)),
-            Arc::new(Float32Array::from(vec![1.0; d])),
-            Arc::new(Float32Array::from(vec![1.0; d])),
-            Arc::new(StringArray::from(vec![""; d])),
-            Arc::new(StringArray::from(vec![""; d])),
-            Arc::new(Float32Array::from(vec![None; d])),
-            Arc::new(Float32Array::from(vec![None; d])),
-        ],
-    )?)
+fn neuron_rows(d: usize) -> Vec<NeuronRow> {
+    (0..d as u16)
+        .map(|neuron| NeuronRow {
+            neuron,
+            read_norm: 1.0,
+            write_norm: 1.0,
+            top_promoted: String::new(),
+            top_suppressed: String::new(),
+            read_cos_prev: None,
+            write_cos_prev: None,
+        })
+        .collect()
 }
 
 /// SplitMix64: a few lines of seeded randomness, so this crate needs no RNG dependency.

@@ -1,19 +1,33 @@
 //! The derived tables on a hand-built run: known activations, hand-computed answers.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{
-    BooleanArray, Float32Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
-};
+use arrow::array::RecordBatch;
+use arrow::datatypes::Float64Type;
 use queries::parquet_io::write_parquet;
-use queries::schema::{activations_schema, neurons_schema, tokens_schema};
-use queries::session::{SessionOptions, collect, column_f64, column_str, open_run};
+use queries::session::{SessionOptions, collect, open_run};
 use queries::sql::AnalysisParams;
+use queries::tables::activations::{self, ActivationRow};
+use queries::tables::columns::{required, text};
+use queries::tables::neurons::{self, NeuronRow};
+use queries::tables::tokens::{self, TokenRow};
+
+/// A result column as f64 (no nulls expected).
+fn column_f64(batches: &[RecordBatch], name: &str) -> queries::Result<Vec<f64>> {
+    required::<Float64Type>(batches, name)
+}
+
+/// A result column as text (no nulls expected).
+fn column_str(batches: &[RecordBatch], name: &str) -> queries::Result<Vec<String>> {
+    text(batches, name)
+}
 
 /// Six tokens; token ids 10, 11, 10, 12, 13, 10; concepts: food, food, food, animal, none, food.
 fn write_tokens(run: &Path) {
-    let concept: Vec<Option<&str>> = vec![
+    let ids = [10, 11, 10, 12, 13, 10];
+    let texts = ["a", " b", "a", " c", " d", "a"];
+    let words = [Some("a"), Some("b"), Some("a"), Some("c"), None, Some("a")];
+    let concepts = [
         Some("noun.food"),
         Some("noun.food"),
         Some("noun.food"),
@@ -21,33 +35,24 @@ fn write_tokens(run: &Path) {
         None,
         Some("noun.food"),
     ];
-    let concept_id: Vec<Option<u16>> = vec![Some(1), Some(1), Some(1), Some(2), None, Some(1)];
-    let batch = RecordBatch::try_new(
-        tokens_schema(),
-        vec![
-            Arc::new(UInt32Array::from(vec![0, 1, 2, 3, 4, 5])),
-            Arc::new(UInt32Array::from(vec![0, 0, 0, 0, 0, 0])),
-            Arc::new(UInt32Array::from(vec![0, 1, 2, 3, 4, 5])),
-            Arc::new(UInt32Array::from(vec![10, 11, 10, 12, 13, 10])),
-            Arc::new(StringArray::from(vec!["a", " b", "a", " c", " d", "a"])),
-            Arc::new(UInt32Array::from(vec![0, 1, 2, 3, 4, 5])),
-            Arc::new(StringArray::from(vec![
-                Some("a"),
-                Some("b"),
-                Some("a"),
-                Some("c"),
-                None,
-                Some("a"),
-            ])),
-            Arc::new(StringArray::from(concept)),
-            Arc::new(UInt16Array::from(concept_id)),
-        ],
-    )
-    .unwrap();
+    let concept_ids = [Some(1), Some(1), Some(1), Some(2), None, Some(1)];
+    let rows: Vec<TokenRow> = (0..6)
+        .map(|i| TokenRow {
+            token_index: i as u32,
+            doc_id: 0,
+            position: i as u32,
+            token_id: ids[i],
+            token_text: texts[i].into(),
+            word_index: i as u32,
+            word: words[i].map(String::from),
+            concept: concepts[i].map(String::from),
+            concept_id: concept_ids[i],
+        })
+        .collect();
     write_parquet(
         &run.join("prepare/tokens.parquet"),
-        tokens_schema(),
-        &[batch],
+        tokens::schema(),
+        &[tokens::encode(&rows).unwrap()],
         &[],
     )
     .unwrap();
@@ -58,43 +63,39 @@ fn write_acts(run: &Path, model: &str, step: u32, layer: u16, rows: &[(u32, u16,
     let dir = run.join(format!(
         "record/activations/model={model}/step={step}/layer={layer}"
     ));
-    let batch = RecordBatch::try_new(
-        activations_schema(),
-        vec![
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(BooleanArray::from(vec![false; rows.len()])),
-        ],
-    )
-    .unwrap();
+    let rows: Vec<ActivationRow> = rows
+        .iter()
+        .map(|&(token_index, neuron, value)| ActivationRow {
+            neuron,
+            token_index,
+            value,
+        })
+        .collect();
     write_parquet(
         &dir.join("part-0000.parquet"),
-        activations_schema(),
-        &[batch],
+        activations::schema(),
+        &[activations::encode(&rows, false, false).unwrap()],
         &[],
     )
     .unwrap();
-    let neurons = RecordBatch::try_new(
-        neurons_schema(),
-        vec![
-            Arc::new(UInt16Array::from_iter_values(0..d)),
-            Arc::new(Float32Array::from(vec![1.0; d as usize])),
-            Arc::new(Float32Array::from(vec![1.0; d as usize])),
-            Arc::new(StringArray::from(vec!["x"; d as usize])),
-            Arc::new(StringArray::from(vec!["y"; d as usize])),
-            Arc::new(Float32Array::from(vec![None; d as usize])),
-            Arc::new(Float32Array::from(vec![Some(0.5); d as usize])),
-        ],
-    )
-    .unwrap();
+    let neuron_rows: Vec<NeuronRow> = (0..d)
+        .map(|neuron| NeuronRow {
+            neuron,
+            read_norm: 1.0,
+            write_norm: 1.0,
+            top_promoted: "x".into(),
+            top_suppressed: "y".into(),
+            read_cos_prev: None,
+            write_cos_prev: Some(0.5),
+        })
+        .collect();
     let ndir = run.join(format!(
         "record/neurons/model={model}/step={step}/layer={layer}"
     ));
     write_parquet(
         &ndir.join("part-0000.parquet"),
-        neurons_schema(),
-        &[neurons],
+        neurons::schema(),
+        &[neurons::encode(&neuron_rows).unwrap()],
         &[],
     )
     .unwrap();

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use io::{load_sae, sae_safetensors_bytes, save_sae};
 pub use train::{SaeProgress, SaeTrainingConfig, TrainedSae, train_sae};
 
-use crate::train::SplitMix64;
+use crate::SplitMix64;
 
 /// Shape of one SAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

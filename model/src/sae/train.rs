@@ -10,7 +10,7 @@ use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 use super::{Sae, SaeConfig};
-use crate::train::SplitMix64;
+use crate::SplitMix64;
 use crate::{Error, Result};
 
 /// Optimisation of one SAE.
@@ -102,7 +102,7 @@ pub fn train_sae(
     tcfg.validate()?;
     let d = cfg.d_in;
     let n = hidden.len() / d;
-    if n == 0 || hidden.len() % d != 0 {
+    if n == 0 || !hidden.len().is_multiple_of(d) {
         return Err(Error::Training(format!(
             "SAE training needs whole hidden states of width {d}; got {} values",
             hidden.len()

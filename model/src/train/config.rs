@@ -128,7 +128,7 @@ impl TrainingConfig {
                 return Err(Error::Config(format!("`{key}` = 0: must be at least 1")));
             }
         }
-        if self.batch_size % self.parallel_shards != 0 {
+        if !self.batch_size.is_multiple_of(self.parallel_shards) {
             return Err(Error::Config(format!(
                 "`batch_size` = {} is not a multiple of `parallel_shards` = {}: \
                  every shard must hold the same number of sequences",

@@ -55,7 +55,7 @@ pub fn shard_gradients(
     }
     let batch = tokens.dims()[0];
     assert!(
-        batch % shards == 0,
+        batch.is_multiple_of(shards),
         "a batch of {batch} sequences does not split into {shards} equal shards"
     );
     let rows = batch / shards;

@@ -13,7 +13,7 @@
 
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
-use burn::tensor::{DType, FloatDType};
+use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Gpt, Result};
@@ -73,20 +73,6 @@ impl Precision {
 /// the f32 one: gradients taken through it land on the f32 parameters.
 pub fn compute_copy(model: &Gpt, dtype: FloatDType) -> Gpt {
     model.clone().map(&mut CastFloats(dtype))
-}
-
-/// Casts a tensor to f32 where it is not already (a no-op on the f32 path).
-pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    to_dtype(x, DType::F32)
-}
-
-/// Casts a tensor to `dtype` where it differs.
-pub(crate) fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
-    if x.dtype() == dtype {
-        x
-    } else {
-        x.cast(FloatDType::from(dtype))
-    }
 }
 
 struct CastFloats(FloatDType);

@@ -6,7 +6,8 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator};
 
-use super::{Batches, Precision, SplitMix64, init_on_cpu, shard_gradients};
+use super::{Batches, Precision, init_on_cpu, shard_gradients};
+use crate::SplitMix64;
 use crate::{Device, GptConfig};
 
 /// Steps timed after the warm-up ones (which compile kernels and fill caches).

@@ -5,15 +5,9 @@ use model::GptConfig;
 /// A model small enough to train in a fraction of a second: 2 blocks (1 TopK, k = 8 of 32).
 pub fn tiny() -> GptConfig {
     GptConfig {
-        vocab_size: 16,
         block_size: 8,
-        d_model: 32,
-        n_heads: 2,
         n_layers: 2,
-        d_ff: 64,
-        topk_k: 8,
-        n_nontopk: 1,
-        ..GptConfig::tiny(16)
+        ..GptConfig::micro(16)
     }
 }
 

@@ -1,13 +1,11 @@
 //! The `neurons` table: what the weights say about each neuron of a block output (how the next
 //! block reads it, how this block writes it, which tokens it promotes), or about each SAE latent.
 
-use std::sync::Arc;
-
 use anyhow::Result;
-use arrow::array::{Float32Array, RecordBatch, StringArray, UInt16Array};
 use burn::prelude::*;
 use model::sae::{Sae, SaeConfig};
 use model::{Gpt, GptConfig};
+use queries::tables::neurons::NeuronRow;
 use tokenizers::Tokenizer;
 
 /// Promoted/suppressed tokens listed per neuron.
@@ -45,7 +43,7 @@ pub fn neuron_table(
     cfg: &GptConfig,
     layer: usize,
     tokenizer: &Tokenizer,
-) -> Result<RecordBatch> {
+) -> Result<Vec<NeuronRow>> {
     let d = cfg.d_model;
     let vec_of = |t: Tensor<2>| -> Result<(Vec<f32>, [usize; 2])> {
         let dims = t.dims();
@@ -90,22 +88,21 @@ pub fn neuron_table(
         promoted.push(p);
         suppressed.push(s);
     }
-    Ok(RecordBatch::try_new(
-        queries::schema::neurons_schema(),
-        vec![
-            Arc::new(UInt16Array::from_iter_values((0..d).map(|i| i as u16))),
-            Arc::new(Float32Array::from_iter_values(read.iter().map(|v| norm(v)))),
-            Arc::new(Float32Array::from_iter_values(
-                write.iter().map(|v| norm(v)),
-            )),
-            Arc::new(StringArray::from(promoted)),
-            Arc::new(StringArray::from(suppressed)),
-            Arc::new(Float32Array::from(read_cos)),
-            Arc::new(Float32Array::from(write_cos)),
-        ],
-    )?)
+    Ok(promoted
+        .into_iter()
+        .zip(suppressed)
+        .enumerate()
+        .map(|(i, (top_promoted, top_suppressed))| NeuronRow {
+            neuron: i as u16,
+            read_norm: norm(&read[i]),
+            write_norm: norm(&write[i]),
+            top_promoted,
+            top_suppressed,
+            read_cos_prev: read_cos[i],
+            write_cos_prev: write_cos[i],
+        })
+        .collect())
 }
-
 /// (read vectors, write vectors), one of each per neuron.
 type NeuronVectors = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
@@ -152,7 +149,7 @@ fn neuron_vectors(model: &Gpt, layer: usize) -> Result<NeuronVectors> {
 /// row (unit norm), promoted/suppressed tokens = logit lens of the decoder direction through
 /// the LM's final norm scale, `(W_dec[i] ⊙ γ) · W_U`. No `*_cos_prev`: a latent's index
 /// carries no identity from one checkpoint's SAE to the next.
-pub fn latent_table(lm: &Gpt, sae: &Sae, tokenizer: &tokenizers::Tokenizer) -> Result<RecordBatch> {
+pub fn latent_table(lm: &Gpt, sae: &Sae, tokenizer: &Tokenizer) -> Result<Vec<NeuronRow>> {
     let SaeConfig { d_in, d_sae, .. } = sae.config();
     let gamma = lm.ln_f.gamma.val().reshape([1, d_in]);
     let lens = (sae.w_dec.val() * gamma).matmul(lm.unembedding()); // [d_sae, V]
@@ -160,33 +157,30 @@ pub fn latent_table(lm: &Gpt, sae: &Sae, tokenizer: &tokenizers::Tokenizer) -> R
     let lens = floats(lens)?;
     let enc = floats(sae.w_enc.val())?; // [d_in, d_sae]
     let dec = floats(sae.w_dec.val())?; // [d_sae, d_in]
-    let read_norm = (0..d_sae).map(|i| {
+    let read_norm = |i: usize| {
         (0..d_in)
             .map(|r| enc[r * d_sae + i].powi(2))
             .sum::<f32>()
             .sqrt()
-    });
-    let write_norm = dec
-        .chunks(d_in)
-        .map(|row| row.iter().map(|v| v * v).sum::<f32>().sqrt());
-    let (promoted, suppressed): (Vec<String>, Vec<String>) = lens
+    };
+    Ok(lens
         .chunks(vocab)
-        .map(|scores| logit_lens_tokens(scores, tokenizer))
-        .unzip();
-    Ok(RecordBatch::try_new(
-        queries::schema::neurons_schema(),
-        vec![
-            Arc::new(UInt16Array::from_iter_values((0..d_sae).map(|i| i as u16))),
-            Arc::new(Float32Array::from_iter_values(read_norm)),
-            Arc::new(Float32Array::from_iter_values(write_norm)),
-            Arc::new(StringArray::from(promoted)),
-            Arc::new(StringArray::from(suppressed)),
-            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
-            Arc::new(Float32Array::from(vec![None::<f32>; d_sae])),
-        ],
-    )?)
+        .zip(dec.chunks(d_in))
+        .enumerate()
+        .map(|(i, (scores, row))| {
+            let (top_promoted, top_suppressed) = logit_lens_tokens(scores, tokenizer);
+            NeuronRow {
+                neuron: i as u16,
+                read_norm: read_norm(i),
+                write_norm: row.iter().map(|v| v * v).sum::<f32>().sqrt(),
+                top_promoted,
+                top_suppressed,
+                read_cos_prev: None,
+                write_cos_prev: None,
+            }
+        })
+        .collect())
 }
-
 /// A tensor's values as f32, row-major.
 pub(crate) fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()

@@ -6,15 +6,16 @@
 //! kept and a stale one rewritten.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arrow::array::{BooleanArray, Float32Array, RecordBatch, UInt16Array, UInt32Array};
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use model::checkpoint::{Checkpoint, load_weights};
 use model::{Gpt, GptConfig};
 use queries::parquet_io::{AtomicParquet, read_metadata, write_parquet};
+use queries::tables::activations::{self, ActivationRow};
+use queries::tables::tokens::TokenRow;
+use queries::tables::{SCHEMA_VERSION, neurons};
 use tokenizers::Tokenizer;
 
 use super::neurons::{latent_table, neuron_table};
@@ -28,8 +29,8 @@ pub const STAGING: &str = ".staging";
 /// of `record.rows_per_file`); bounds the recorder's memory whatever the number of tokens.
 pub const ROWS_PER_FILE: usize = 4 * 1024 * 1024;
 
-/// Rows of one partition: (neuron, token_index, value).
-type Rows = Vec<(u16, u32, f32)>;
+/// Rows of one partition.
+type Rows = Vec<ActivationRow>;
 
 /// Counters the tests read: the recorder's own memory accounting.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -107,7 +108,7 @@ impl Recorder {
             self.value_type(),
             &self.inputs_key,
             self.batch_size,
-            queries::schema::SCHEMA_VERSION,
+            SCHEMA_VERSION,
         ))
     }
 
@@ -151,7 +152,7 @@ impl Recorder {
         cfg: &GptConfig,
         cp: &Checkpoint,
         prev: Option<&Checkpoint>,
-        tokens: &[RecordBatch],
+        tokens: &[TokenRow],
         tokenizer: &Tokenizer,
         stats: &mut RecordStats,
     ) -> Result<()> {
@@ -177,7 +178,7 @@ impl Recorder {
         cp: &Checkpoint,
         prev: Option<&Checkpoint>,
         features: &Features,
-        tokens: &[RecordBatch],
+        tokens: &[TokenRow],
         tokenizer: &Tokenizer,
         stats: &mut RecordStats,
     ) -> Result<()> {
@@ -221,7 +222,7 @@ impl Recorder {
             Features::Sae { saes, .. } => saes.iter().find(|(l, _)| *l == layer).map(|(_, s)| s),
         };
         let vocab = tokenizer.get_vocab_size(true);
-        let windows = windows(tokens, cfg.block_size)?;
+        let windows = windows(tokens, cfg.block_size);
         if let Some(bad) = windows
             .iter()
             .flat_map(|w| &w.ids)
@@ -255,7 +256,7 @@ impl Recorder {
         };
         // Neurons first: cheap, from the weights alone.
         for &layer in &stale {
-            let batch = match sae_of(layer) {
+            let rows = match sae_of(layer) {
                 None => neuron_table(&model, prev_model.as_ref(), cfg, layer, tokenizer)?,
                 Some(sae) => latent_table(&model, sae, tokenizer)?,
             };
@@ -263,8 +264,8 @@ impl Recorder {
                 &self
                     .staging("neurons", name, step, layer)
                     .join("part-0000.parquet"),
-                queries::schema::neurons_schema(),
-                &[batch],
+                neurons::schema(),
+                &[neurons::encode(&rows)?],
                 &meta(layer),
             )?;
         }
@@ -397,7 +398,7 @@ impl Recorder {
         }
         // Sorted by neuron, then token: a per-neuron query reads few row groups.
         sort_by_neuron_then_token(rows);
-        let batch = activation_batch(rows, dense, self.value_type == ValueType::F16)?;
+        let batch = activations::encode(rows, dense, self.value_type == ValueType::F16)?;
         let schema = batch.schema();
         let path = self
             .staging("activations", name, step, layer)
@@ -416,30 +417,39 @@ impl Recorder {
 /// (rows from elsewhere) is sorted on its own. A comparison sort of the whole buffer took about
 /// as long as encoding the Parquet file.
 pub fn sort_by_neuron_then_token(rows: &mut Rows) {
-    let buckets = rows.iter().map(|r| r.0 as usize + 1).max().unwrap_or(0);
+    let buckets = rows
+        .iter()
+        .map(|r| r.neuron as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut start = vec![0usize; buckets + 1];
     for r in rows.iter() {
-        start[r.0 as usize + 1] += 1;
+        start[r.neuron as usize + 1] += 1;
     }
     for i in 1..=buckets {
         start[i] += start[i - 1];
     }
-    let mut sorted = vec![(0u16, 0u32, 0f32); rows.len()];
+    let empty = ActivationRow {
+        neuron: 0,
+        token_index: 0,
+        value: 0.0,
+    };
+    let mut sorted = vec![empty; rows.len()];
     let mut next = start.clone();
     for &r in rows.iter() {
-        sorted[next[r.0 as usize]] = r;
-        next[r.0 as usize] += 1;
+        sorted[next[r.neuron as usize]] = r;
+        next[r.neuron as usize] += 1;
     }
     for w in start.windows(2) {
         let bucket = &mut sorted[w[0]..w[1]];
-        if !bucket.is_sorted_by_key(|r| r.1) {
-            bucket.sort_unstable_by_key(|r| r.1);
+        if !bucket.is_sorted_by_key(|r| r.token_index) {
+            bucket.sort_unstable_by_key(|r| r.token_index);
         }
     }
     *rows = sorted;
 }
 
-/// (neuron, token_index, value) rows from the `[B·T, k]` entries of a batch of windows padded to
+/// Rows from the `[B·T, k]` entries of a batch of windows padded to
 /// `t` positions (padding dropped).
 fn entries_to_rows(
     chunk: &[Window],
@@ -463,7 +473,11 @@ fn entries_to_rows(
         for p in 0..w.ids.len() {
             let base = (b * t + p) * k;
             for j in 0..k {
-                rows.push((idx[base + j] as u16, w.first + p as u32, values[base + j]));
+                rows.push(ActivationRow {
+                    neuron: idx[base + j] as u16,
+                    token_index: w.first + p as u32,
+                    value: values[base + j],
+                });
             }
         }
     }
@@ -482,42 +496,24 @@ pub enum Features<'a> {
     },
 }
 
-/// An `activations` batch from (neuron, token_index, value) rows, stored as f32 or f16.
-pub fn activation_batch(rows: &[(u16, u32, f32)], dense: bool, f16: bool) -> Result<RecordBatch> {
-    let values: arrow::array::ArrayRef =
-        Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.2)));
-    let values = if f16 {
-        // Round to nearest half-precision value (arrow's cast; no extra dependency).
-        arrow::compute::cast(&values, &arrow::datatypes::DataType::Float16)?
-    } else {
-        values
-    };
-    Ok(RecordBatch::try_new(
-        queries::schema::activations_storage_schema(f16),
-        vec![
-            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.0))),
-            values,
-            Arc::new(BooleanArray::from(vec![dense; rows.len()])),
-        ],
-    )?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{AsArray, StringArray};
-    use arrow::datatypes::UInt32Type;
     use queries::parquet_io::read_parquet;
 
     #[test]
     fn rows_sort_by_neuron_then_token_in_token_order_or_not() {
-        let mut rng = model::train::SplitMix64::new(9, 0);
+        let mut rng = model::SplitMix64::new(9, 0);
         // In token order (as the recorder appends them), then shuffled.
         let in_order: Rows = (0..3000u32)
             .flat_map(|t| {
                 let n = rng.below(50) as u16;
-                [(n, t, t as f32), ((n + 7) % 50, t, -(t as f32))]
+                let row = |neuron, value| ActivationRow {
+                    neuron,
+                    token_index: t,
+                    value,
+                };
+                [row(n, t as f32), row((n + 7) % 50, -(t as f32))]
             })
             .collect();
         let mut shuffled = in_order.clone();
@@ -526,7 +522,7 @@ mod tests {
         }
         for rows in [in_order, shuffled] {
             let mut expected = rows.clone();
-            expected.sort_by_key(|&(n, t, _)| (n, t));
+            expected.sort_by_key(ActivationRow::key);
             let mut got = rows;
             sort_by_neuron_then_token(&mut got);
             assert_eq!(got, expected);
@@ -536,37 +532,26 @@ mod tests {
 
     fn tiny() -> GptConfig {
         GptConfig {
-            vocab_size: 40,
-            block_size: 16,
-            d_model: 32,
-            n_heads: 2,
-            n_layers: 3,
-            d_ff: 64,
             topk_k: 4,
-            n_nontopk: 1,
-            ..GptConfig::tiny(40)
+            ..GptConfig::micro(40)
         }
     }
 
-    fn tokens(n: usize) -> Vec<RecordBatch> {
-        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 1) % 40).collect();
-        let docs: Vec<u32> = (0..n as u32).map(|i| i / 23).collect();
-        let batch = RecordBatch::try_new(
-            queries::schema::tokens_schema(),
-            vec![
-                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-                Arc::new(UInt32Array::from(docs)),
-                Arc::new(UInt32Array::from_iter_values((0..n as u32).map(|i| i % 23))),
-                Arc::new(UInt32Array::from(ids)),
-                Arc::new(StringArray::from(vec!["t"; n])),
-                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-                Arc::new(StringArray::from(vec![None::<&str>; n])),
-                Arc::new(StringArray::from(vec![None::<&str>; n])),
-                Arc::new(UInt16Array::from(vec![None::<u16>; n])),
-            ],
-        )
-        .unwrap();
-        vec![batch]
+    /// `n` evaluation tokens in documents of 23.
+    fn tokens(n: usize) -> Vec<TokenRow> {
+        (0..n as u32)
+            .map(|i| TokenRow {
+                token_index: i,
+                doc_id: i / 23,
+                position: i % 23,
+                token_id: (i * 7 + 1) % 40,
+                token_text: "t".into(),
+                word_index: i,
+                word: None,
+                concept: None,
+                concept_id: None,
+            })
+            .collect()
     }
 
     fn tokenizer() -> Tokenizer {
@@ -605,25 +590,17 @@ mod tests {
         }
     }
 
-    fn read_partition(out: &Path, layer: usize) -> Vec<(u16, u32, f32)> {
+    fn read_partition(out: &Path, layer: usize) -> Vec<ActivationRow> {
         let dir = out.join(format!("activations/model=m/step=7/layer={layer}"));
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
-        let mut rows = Vec::new();
-        for f in files {
-            for b in read_parquet(&f).unwrap() {
-                let t = b["token_index"].as_primitive::<UInt32Type>();
-                let n = b["neuron"].as_primitive::<arrow::datatypes::UInt16Type>();
-                let v = arrow::compute::cast(&b["value"], &arrow::datatypes::DataType::Float32)
-                    .unwrap();
-                let v = v.as_primitive::<arrow::datatypes::Float32Type>();
-                rows.extend((0..b.num_rows()).map(|i| (n.value(i), t.value(i), v.value(i))));
-            }
-        }
-        rows
+        files
+            .iter()
+            .flat_map(|f| activations::decode(&read_parquet(f).unwrap()).unwrap())
+            .collect()
     }
 
     #[test]
@@ -642,10 +619,13 @@ mod tests {
         // against a differently initialised model they do not.
         let model_a = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
         let same = neuron_table(&model_a, Some(&model_a), &tiny(), 0, &tokenizer()).unwrap();
-        let cos = same["read_cos_prev"].as_primitive::<arrow::datatypes::Float32Type>();
-        assert!((0..32).all(|i| (cos.value(i) - 1.0).abs() < 1e-5));
+        assert_eq!(same.len(), 32);
+        assert!(
+            same.iter()
+                .all(|r| (r.read_cos_prev.unwrap() - 1.0).abs() < 1e-5)
+        );
         let first = neuron_table(&model_a, None, &tiny(), 0, &tokenizer()).unwrap();
-        assert_eq!(first["read_cos_prev"].null_count(), 32);
+        assert!(first.iter().all(|r| r.read_cos_prev.is_none()));
 
         // A direct forward pass over the first document (tokens 0..23, in windows of 16).
         let model = load_weights(&tiny(), &cp.dir, &Device::flex()).unwrap();
@@ -663,8 +643,8 @@ mod tests {
             for token in [0u32, 5, 15] {
                 let mine: Vec<(u16, f32)> = rows
                     .iter()
-                    .filter(|r| r.1 == token)
-                    .map(|r| (r.0, r.2))
+                    .filter(|r| r.token_index == token)
+                    .map(|r| (r.neuron, r.value))
                     .collect();
                 assert_eq!(mine.len(), 4);
                 for (n, v) in &mine {
@@ -684,7 +664,7 @@ mod tests {
                 }
             }
             // Sorted by neuron, then token.
-            assert!(rows.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+            assert!(rows.windows(2).all(|w| w[0].key() < w[1].key()));
         }
     }
 
@@ -764,8 +744,8 @@ mod tests {
         for token in [0u32, 7, 15] {
             let mut table: Vec<(u16, f32)> = rows
                 .iter()
-                .filter(|r| r.1 == token)
-                .map(|r| (r.0, r.2))
+                .filter(|r| r.token_index == token)
+                .map(|r| (r.neuron, r.value))
                 .collect();
             let mut direct: Vec<(u16, f32)> = (0..4)
                 .map(|j| {
@@ -781,9 +761,8 @@ mod tests {
         }
         // The neurons rows describe the 64 latents, with unit-norm write (decoder) vectors.
         let latents = latent_table(&model, &sae, &tokenizer()).unwrap();
-        assert_eq!(latents.num_rows(), 64);
-        let write = latents["write_norm"].as_primitive::<arrow::datatypes::Float32Type>();
-        assert!((0..64).all(|i| (write.value(i) - 1.0).abs() < 1e-4));
+        assert_eq!(latents.len(), 64);
+        assert!(latents.iter().all(|r| (r.write_norm - 1.0).abs() < 1e-4));
     }
 
     #[test]
@@ -877,13 +856,13 @@ mod tests {
             let (a, b) = (read_partition(&exact, layer), read_partition(&half, layer));
             assert_eq!(a.len(), b.len());
             for (x, y) in a.iter().zip(&b) {
-                assert_eq!((x.0, x.1), (y.0, y.1));
+                assert_eq!(x.key(), y.key());
                 // Half precision keeps 11 significant bits: relative error ≤ 2^-11.
                 assert!(
-                    (x.2 - y.2).abs() <= x.2.abs() * 4.9e-4 + 6e-8,
+                    (x.value - y.value).abs() <= x.value.abs() * 4.9e-4 + 6e-8,
                     "{} vs {}",
-                    x.2,
-                    y.2
+                    x.value,
+                    y.value
                 );
             }
         }

@@ -2,18 +2,17 @@
 //! tokens, through the recorder (`crate::recording`); afterwards `record/` holds exactly the
 //! partitions the config asks for.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use arrow::array::RecordBatch;
-use model::GptConfig;
-use model::checkpoint::{Checkpoint, read_card};
+use model::checkpoint::Checkpoint;
 use queries::parquet_io::read_parquet;
+use queries::tables::tokens::{self, TokenRow};
 use serde_json::json;
 use tokenizers::Tokenizer;
 
 use super::{Ctx, Outcome};
-use crate::recording::{Features, RecordStats, Recorder, STAGING};
+use crate::recording::{Features, Job, RecordStats, Recorder, STAGING, expected_partitions, jobs};
 use crate::saes::{SaeSet, load_saes, sae_layers, series};
 
 /// Runs the stage.
@@ -44,7 +43,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
 
 /// What the stage records, read and checked before anything is written.
 struct Inputs {
-    tokens: Vec<RecordBatch>,
+    tokens: Vec<TokenRow>,
     tokenizer: Tokenizer,
     models: Vec<(String, Vec<Checkpoint>)>,
     /// Hash of the evaluation tokens and the tokenizer: part of every partition's key.
@@ -53,21 +52,13 @@ struct Inputs {
     sae_series: Vec<(String, Vec<(Checkpoint, SaeSet)>)>,
 }
 
-/// One checkpoint to record: a model's block outputs, or one SAE set's latents.
-struct Job<'a> {
-    name: &'a str,
-    cfg: GptConfig,
-    checkpoint: &'a Checkpoint,
-    /// The model's previous checkpoint (the weight side of lineage); none for SAEs.
-    previous: Option<&'a Checkpoint>,
-    saes: Option<&'a SaeSet>,
-}
-
 fn load_inputs(ctx: &Ctx) -> Result<Inputs> {
     let (tokens_path, tokenizer_path) = (ctx.layout.tokens(), ctx.layout.tokenizer());
-    let tokens = read_parquet(&tokens_path)?;
-    queries::schema::check_columns(&tokens_path, &tokens, &queries::schema::tokens_schema())
+    let batches = read_parquet(&tokens_path)?;
+    queries::tables::check_columns(&tokens_path, &batches, &tokens::schema())
         .map_err(anyhow::Error::msg)?;
+    let tokens = tokens::decode(&batches)
+        .with_context(|| format!("{}: run `pipeline prepare --force`", tokens_path.display()))?;
     let tokenizer = crate::tokenize::load(&tokenizer_path)?;
     let made_with = queries::parquet_io::read_metadata(&tokens_path)?
         .into_iter()
@@ -100,7 +91,7 @@ fn load_inputs(ctx: &Ctx) -> Result<Inputs> {
             .find(|(n, _)| *n == ctx.cfg.sae.model)
             .map(|(_, c)| c.as_slice())
             .unwrap_or_default();
-        let device = model::device(&ctx.cfg.run.backend)?;
+        let device = ctx.cfg.run.backend.device()?;
         let layers = sae_layers(&ctx.cfg.model);
         for s in series(&ctx.cfg.sae, base) {
             let mut saes = Vec::new();
@@ -137,10 +128,15 @@ fn record(ctx: &Ctx, inputs: Inputs) -> Result<serde_json::Value> {
         rows_per_file: ctx.cfg.record.rows_per_file,
         value_type: ctx.cfg.record.value_type,
         run_id: ctx.run_id(),
-        device: model::device(&ctx.cfg.run.backend)?,
+        device: ctx.cfg.run.backend.device()?,
         inputs_key: inputs.inputs_key.clone(),
     };
-    let jobs = jobs(ctx, &inputs)?;
+    let jobs = jobs(
+        &ctx.layout,
+        &inputs.models,
+        &ctx.cfg.sae.model,
+        &inputs.sae_series,
+    )?;
     let bar = ctx.ui.bar(jobs.len() as u64, "record", "checkpoints");
     let record_one = |job: &Job| -> Result<RecordStats> {
         let mut stats = RecordStats::default();
@@ -201,56 +197,6 @@ fn record(ctx: &Ctx, inputs: Inputs) -> Result<serde_json::Value> {
             .collect::<Vec<_>>()
     );
     Ok(summary)
-}
-
-/// Every checkpoint of every model, then every SAE set, recorded as models of their own
-/// (`dense-sae`, ...).
-fn jobs<'a>(ctx: &Ctx, inputs: &'a Inputs) -> Result<Vec<Job<'a>>> {
-    let mut jobs = Vec::new();
-    for (name, cps) in &inputs.models {
-        let card = read_card(&ctx.layout.model_dir(name))?;
-        let previous = std::iter::once(None).chain(cps.iter().map(Some));
-        jobs.extend(cps.iter().zip(previous).map(|(checkpoint, previous)| Job {
-            name,
-            cfg: card.model.clone(),
-            checkpoint,
-            previous,
-            saes: None,
-        }));
-    }
-    if !inputs.sae_series.is_empty() {
-        let base = read_card(&ctx.layout.model_dir(&ctx.cfg.sae.model))
-            .context("the SAE base model has no config.json")?;
-        for (series, saes) in &inputs.sae_series {
-            jobs.extend(saes.iter().map(|(checkpoint, set)| Job {
-                name: series,
-                cfg: base.model.clone(),
-                checkpoint,
-                previous: None,
-                saes: Some(set),
-            }));
-        }
-    }
-    Ok(jobs)
-}
-
-/// The partitions this config asks for; anything else in `record/` (a step no longer trained,
-/// a model no longer listed, SAEs turned off) goes when the stage is done.
-fn expected_partitions(jobs: &[Job]) -> Vec<PathBuf> {
-    let mut expected = Vec::new();
-    for job in jobs {
-        let layers: Vec<usize> = match job.saes {
-            None => (0..job.cfg.n_layers).collect(),
-            Some(set) => set.saes.iter().map(|(l, _)| *l).collect(),
-        };
-        for layer in layers {
-            for table in ["activations", "neurons"] {
-                let step = job.checkpoint.meta.step;
-                expected.push(Recorder::partition_rel(table, job.name, step, layer));
-            }
-        }
-    }
-    expected
 }
 
 fn remove_if_present(dir: &Path) -> Result<()> {

@@ -5,35 +5,19 @@
 //!
 //! Resumable: an SAE file whose metadata names this checkpoint's hash and this config is kept.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use arrow::array::{Float32Array, Float64Array, RecordBatch, StringArray, UInt32Array};
+use anyhow::Result;
 use model::checkpoint::{Checkpoint, ModelCard, list_checkpoints, load_weights, read_card};
-use model::sae::{Sae, SaeConfig, load_sae, save_sae, train_sae};
-use model::{Device, Gpt, GptConfig};
+use model::sae::SaeConfig;
+use queries::tables::sae_quality::{self, SaeQualityRow};
 use serde::Serialize;
 use serde_json::json;
 
-use super::train::TokenStream;
 use super::{Ctx, Outcome};
-use crate::manifest::hash_value;
-use crate::saes::{Quality, Series, collect_hidden, evaluate, sae_layers, series};
-
-/// One row of `sae/quality.parquet`.
-#[derive(Debug, Clone, serde::Serialize)]
-struct QualityRow {
-    model: String,
-    step: usize,
-    layer: usize,
-    seed: u64,
-    quality: Quality,
-    train_fvu: Option<f64>,
-    tokens_per_second: Option<f64>,
-}
+use crate::saes::{SaeFitter, evaluate, sae_layers, series};
+use crate::token_stream::TokenStream;
 
 /// Runs the stage.
 pub fn run(ctx: &Ctx) -> Result<Outcome> {
@@ -80,107 +64,6 @@ fn check(ctx: &Ctx) -> Result<(ModelCard, Vec<Checkpoint>)> {
     Ok((card, cps))
 }
 
-/// What training the SAEs of one run shares.
-struct Trainer<'a, S: Serialize> {
-    ctx: &'a Ctx,
-    lm: &'a GptConfig,
-    layers: &'a [usize],
-    shape: SaeConfig,
-    /// The stage's config section: with the checkpoint and seed, it makes an SAE's fingerprint.
-    section: &'a S,
-    train: TokenStream,
-    device: Device,
-}
-
-/// The SAEs of one checkpoint, by layer, and the training figures of each.
-struct CheckpointSaes {
-    saes: Vec<(usize, Sae)>,
-    /// (final training FVU, tokens/s when trained now) per layer.
-    train_stats: BTreeMap<usize, (f64, Option<f64>)>,
-    trained: usize,
-    train_seconds: f64,
-}
-
-impl<S: Serialize> Trainer<'_, S> {
-    /// Keeps the SAEs of `series` at `cp` whose fingerprint is current and trains the others.
-    fn fit(&self, series: &Series, cp: &Checkpoint, model: &Gpt) -> Result<CheckpointSaes> {
-        let (sae, step) = (&self.ctx.cfg.sae, cp.meta.step);
-        let fingerprint = hash_value(&(self.section, &cp.meta.sha256, series.seed));
-        let path = |layer: usize| self.ctx.layout.sae_file(&series.name, step, layer);
-        let mut out = CheckpointSaes {
-            saes: Vec::new(),
-            train_stats: BTreeMap::new(),
-            trained: 0,
-            train_seconds: 0.0,
-        };
-        for &layer in self.layers {
-            let current = load_sae(&path(layer), &self.device)
-                .ok()
-                .filter(|(_, meta)| meta.get("fingerprint") == Some(&fingerprint));
-            if let Some((kept, meta)) = current {
-                // Training figures of kept SAEs come from their files, so the quality table is
-                // the same whether an SAE was trained now or by an earlier run (the speed it
-                // was trained at is a timing, not a result: not kept).
-                if let Some(fvu) = meta.get("train_fvu").and_then(|v| v.parse::<f64>().ok()) {
-                    out.train_stats.insert(layer, (fvu, None));
-                }
-                out.saes.push((layer, kept));
-            }
-        }
-        let missing: Vec<usize> = self
-            .layers
-            .iter()
-            .copied()
-            .filter(|l| !out.saes.iter().any(|(x, _)| x == l))
-            .collect();
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let hidden = collect_hidden(
-            model,
-            self.lm,
-            self.train.ids(),
-            &missing,
-            sae.train_tokens,
-            sae.seed,
-            &self.device,
-        )?;
-        for (&layer, buf) in missing.iter().zip(hidden) {
-            let started = Instant::now();
-            let trained = train_sae(
-                &self.shape,
-                &sae.training(series.seed),
-                &buf,
-                &self.device,
-                &mut |_| {},
-            )
-            .with_context(|| format!("SAE for {} step {step} layer {layer}", sae.model))?;
-            out.train_seconds += started.elapsed().as_secs_f64();
-            let tail = &trained.fvu[trained.fvu.len().saturating_sub(10)..];
-            let train_fvu = tail.iter().sum::<f32>() as f64 / tail.len() as f64;
-            out.train_stats
-                .insert(layer, (train_fvu, Some(trained.tokens_per_second)));
-            save_sae(
-                &trained.sae,
-                &path(layer),
-                &[
-                    ("fingerprint", fingerprint.clone()),
-                    ("train_fvu", train_fvu.to_string()),
-                    ("model", sae.model.clone()),
-                    ("checkpoint_sha256", cp.meta.sha256.clone()),
-                    ("step", step.to_string()),
-                    ("layer", layer.to_string()),
-                    ("seed", series.seed.to_string()),
-                ],
-            )?;
-            out.saes.push((layer, trained.sae));
-            out.trained += 1;
-        }
-        out.saes.sort_by_key(|(l, _)| *l);
-        Ok(out)
-    }
-}
-
 fn train_all<S: Serialize>(
     ctx: &Ctx,
     layers: &[usize],
@@ -193,8 +76,9 @@ fn train_all<S: Serialize>(
     }
     let sae = &ctx.cfg.sae;
     let lm = &card.model;
-    let trainer = Trainer {
-        ctx,
+    let trainer = SaeFitter {
+        sae,
+        layout: &ctx.layout,
         lm,
         layers,
         shape: SaeConfig {
@@ -204,7 +88,7 @@ fn train_all<S: Serialize>(
         },
         section,
         train: TokenStream::open(&ctx.layout.train_tokens())?,
-        device: model::device(&ctx.cfg.run.backend)?,
+        device: ctx.cfg.run.backend.device()?,
     };
     let val = TokenStream::open(&ctx.layout.val_tokens())?;
     let all = series(sae, cps);
@@ -231,20 +115,31 @@ fn train_all<S: Serialize>(
             )?;
             for ((layer, _), q) in fitted.saes.iter().zip(quality) {
                 let stats = fitted.train_stats.get(layer);
-                rows.push(QualityRow {
+                rows.push(SaeQualityRow {
                     model: s.name.clone(),
-                    step: cp.meta.step,
-                    layer: *layer,
+                    step: cp.meta.step as u32,
+                    layer: *layer as u16,
                     seed: s.seed,
-                    quality: q,
+                    fvu: q.fvu,
+                    l0: q.l0,
+                    dead_fraction: q.dead_fraction,
+                    ce_clean: q.ce_clean,
+                    ce_sae: q.ce_sae,
+                    ce_zero: q.ce_zero,
+                    loss_recovered: q.loss_recovered(),
                     train_fvu: stats.map(|s| s.0),
-                    tokens_per_second: stats.and_then(|s| s.1),
+                    tokens_per_second: stats.and_then(|s| s.1).map(|t| t as f32),
                 });
             }
         }
     }
     bar.finish_and_clear();
-    write_quality(&ctx.layout.sae_quality(), &rows, &ctx.run_id())?;
+    queries::parquet_io::write_parquet(
+        &ctx.layout.sae_quality(),
+        sae_quality::schema(),
+        &[sae_quality::encode(&rows)?],
+        &[("run_id", ctx.run_id())],
+    )?;
     // SAEs of checkpoints, layers or seeds this config no longer has.
     let root = ctx.layout.stage_dir("sae");
     let mut expected = vec![PathBuf::from("quality.parquet")];
@@ -274,8 +169,8 @@ fn train_all<S: Serialize>(
         last.map_or(String::new(), |r| format!(
             "; last layer {}: FVU {:.3}, loss recovered {:.1}%",
             r.layer,
-            r.quality.fvu,
-            100.0 * r.quality.loss_recovered()
+            r.fvu,
+            100.0 * r.loss_recovered
         ))
     ));
     Ok(json!({
@@ -287,49 +182,4 @@ fn train_all<S: Serialize>(
         "seconds": started.elapsed().as_secs_f64(),
         "tokens_per_second": tokens_per_second,
     }))
-}
-
-fn write_quality(path: &std::path::Path, rows: &[QualityRow], run_id: &str) -> Result<()> {
-    let f64s = |f: &dyn Fn(&QualityRow) -> f64| {
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
-    };
-    let batch = RecordBatch::try_new(
-        queries::schema::sae_quality_schema(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.model.as_str()),
-            )),
-            Arc::new(UInt32Array::from_iter_values(
-                rows.iter().map(|r| r.step as u32),
-            )),
-            Arc::new(arrow::array::UInt16Array::from_iter_values(
-                rows.iter().map(|r| r.layer as u16),
-            )),
-            Arc::new(arrow::array::UInt64Array::from_iter_values(
-                rows.iter().map(|r| r.seed),
-            )),
-            f64s(&|r| r.quality.fvu),
-            f64s(&|r| r.quality.l0),
-            f64s(&|r| r.quality.dead_fraction),
-            f64s(&|r| r.quality.ce_clean),
-            f64s(&|r| r.quality.ce_sae),
-            f64s(&|r| r.quality.ce_zero),
-            f64s(&|r| r.quality.loss_recovered()),
-            Arc::new(Float64Array::from(
-                rows.iter().map(|r| r.train_fvu).collect::<Vec<_>>(),
-            )),
-            Arc::new(Float32Array::from(
-                rows.iter()
-                    .map(|r| r.tokens_per_second.map(|t| t as f32))
-                    .collect::<Vec<_>>(),
-            )),
-        ],
-    )?;
-    queries::parquet_io::write_parquet(
-        path,
-        queries::schema::sae_quality_schema(),
-        &[batch],
-        &[("run_id", run_id.to_owned())],
-    )?;
-    Ok(())
 }
