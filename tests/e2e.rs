@@ -420,3 +420,111 @@ fn the_report_renders_in_a_real_browser() {
     std::fs::copy(&shot, &keep).unwrap();
     eprintln!("screenshot: {}", keep.display());
 }
+
+/// A Hugging Face checkpoint series (the reference fixtures of `model/tests/hf.rs`) goes
+/// through every stage: imported by `train`, recorded with exactly k rows per token, analysed,
+/// steered and reported; a series of mixed families is refused.
+#[test]
+fn a_hugging_face_series_runs_through_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = repo().join("tests/fixtures/hf");
+    let source = format!("load.source={:?}", hf.display().to_string());
+    let tokenizer = format!(
+        "data.tokenizer={:?}",
+        hf.join("llama/step0/tokenizer.json").display().to_string()
+    );
+    let mut args = vec!["run", "all"];
+    let sets = [
+        source.as_str(),
+        tokenizer.as_str(),
+        "models=[\"gpt_neox-sequential-topk\", \"llama\"]",
+        "sae.enabled=false",
+        "model.vocab_size=96",
+        "model.n_heads=4",
+        "model.topk_k=8",
+        "steer.concepts=[\"noun.animal\"]",
+        "steer.max_new_tokens=4",
+    ];
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    let out = pipeline(tmp.path(), &fixture(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = tmp.path().join("e2e");
+    for step in [0, 1000, 2000] {
+        let cp = format!("train/llama/checkpoints/step-{step:07}/model.safetensors");
+        assert!(run.join(&cp).exists(), "missing {cp}");
+    }
+    assert!(run.join("report/index.html").exists());
+    let sql = |q: &str| {
+        let o = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // Every token has exactly k = 8 rows in every layer: the TopK layers' own k, and the
+    // dense Llama's top 8.
+    let counts = sql(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT token_index) AS t FROM activations GROUP BY model, step, layer",
+    );
+    for line in counts.lines().skip(1) {
+        let (n, t) = line.split_once(',').unwrap();
+        assert_eq!(
+            n.parse::<usize>().unwrap(),
+            8 * t.parse::<usize>().unwrap(),
+            "{counts}"
+        );
+    }
+    assert_eq!(
+        counts.lines().count(),
+        1 + 2 * 3 * 3,
+        "2 models × 3 steps × 3 layers"
+    );
+    // The imported model generates.
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &[
+            "generate",
+            "--model",
+            "llama",
+            "--prompt",
+            "the dog",
+            "--max-new-tokens",
+            "4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Mixed families in one series: one line naming both, and nothing imported.
+    let mixed = tempfile::tempdir().unwrap();
+    let series = mixed.path().join("m");
+    for (name, from) in [("step0", "gpt2/step0"), ("step1", "llama/step1000")] {
+        std::fs::create_dir_all(series.join(name)).unwrap();
+        for e in std::fs::read_dir(hf.join(from)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), series.join(name).join(e.file_name())).unwrap();
+        }
+    }
+    let other = tempfile::tempdir().unwrap();
+    let source = format!("load.source={:?}", mixed.path().display().to_string());
+    let out = pipeline(
+        other.path(),
+        &fixture(),
+        &[
+            "train",
+            "--set",
+            &source,
+            "--set",
+            "models=[\"m\"]",
+            "--set",
+            "sae.enabled=false",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("gpt2") && err.contains("llama") && err.lines().count() <= 3,
+        "{err}"
+    );
+    assert!(!other.path().join("e2e/train/m").exists());
+}

@@ -3,7 +3,9 @@ use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::config::{GptConfig, Positional};
 use crate::mlp::{linear, per_token};
+use crate::rotary::apply_rotary;
 
 /// Keys and values of earlier positions, so generation computes each position once.
 #[derive(Debug, Clone, Default)]
@@ -27,10 +29,11 @@ impl KvCache {
     }
 }
 
-/// Causal multi-head self-attention.
+/// Causal multi-head self-attention (grouped-query when `n_kv_heads` < `n_heads`).
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
-    /// Query, key and value projections in one matrix.
+    /// Query, key and value projections in one matrix: `[d_model, (n_heads + 2 ·
+    /// n_kv_heads) · head_dim]`, all queries, then all keys, then all values.
     pub c_attn: Linear,
     /// Output projection.
     pub c_proj: Linear,
@@ -38,11 +41,13 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
-    pub fn new(d_model: usize, n_heads: usize, device: &Device) -> Self {
+    pub fn new(cfg: &GptConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        let kv = cfg.kv_heads() * cfg.head_dim();
         Self {
-            c_attn: linear(d_model, 3 * d_model, device),
-            c_proj: linear(d_model, d_model, device),
-            n_heads,
+            c_attn: linear(d, d + 2 * kv, cfg.bias, device),
+            c_proj: linear(d, d, cfg.bias, device),
+            n_heads: cfg.n_heads,
         }
     }
 
@@ -51,27 +56,33 @@ impl CausalSelfAttention {
     pub fn forward(
         &self,
         x: Tensor<3>,
+        cfg: &GptConfig,
         rope: Option<&RotaryEncoding>,
         start: usize,
         cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
-        let (nh, hs) = (self.n_heads, c / self.n_heads);
-        let qkv = per_token(&self.c_attn, x); // [B, T, 3C]
-        if rope.is_none() && cache.is_none() {
+        let (nh, hs, kvh) = (self.n_heads, c / self.n_heads, cfg.kv_heads());
+        let qkv = per_token(&self.c_attn, x); // [B, T, C + 2 · kvh · hs]
+        let plain = cfg.positional == Positional::Learned && kvh == nh;
+        if plain && cache.is_none() {
             // Training and recording: one fused operation from the packed projection.
             return per_token(&self.c_proj, crate::fused::causal_attention(qkv, nh));
         }
-        let heads = |i: usize| {
+        let heads = |offset: usize, n: usize| {
             qkv.clone()
-                .narrow(2, i * c, c)
-                .reshape([b, t, nh, hs])
-                .swap_dims(1, 2) // [B, nh, T, hs]
+                .narrow(2, offset, n * hs)
+                .reshape([b, t, n, hs])
+                .swap_dims(1, 2) // [B, n, T, hs]
         };
-        let (mut q, mut k, mut v) = (heads(0), heads(1), heads(2));
+        let (mut q, mut k, mut v) = (heads(0, nh), heads(c, kvh), heads(c + kvh * hs, kvh));
         if let Some(rope) = rope {
             q = rope.apply(q, start);
             k = rope.apply(k, start);
+        }
+        if cfg.positional == Positional::Rotary {
+            q = apply_rotary(q, start, cfg.rotary_dims(), cfg.rope_theta);
+            k = apply_rotary(k, start, cfg.rotary_dims(), cfg.rope_theta);
         }
         let mut causal = true;
         if let Some(slot) = cache {
@@ -87,6 +98,16 @@ impl CausalSelfAttention {
             causal || t == 1,
             "with a KV cache, feed one token at a time after the prompt"
         );
+        if kvh < nh {
+            // Each key/value head serves n_heads / n_kv_heads consecutive query heads.
+            let repeat = |x: Tensor<4>| {
+                let [b, _, tk, _] = x.dims();
+                x.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, nh / kvh)
+                    .reshape([b, nh, tk, hs])
+            };
+            (k, v) = (repeat(k), repeat(v));
+        }
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,

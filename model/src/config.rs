@@ -12,8 +12,52 @@ pub enum Positional {
     /// A learned position embedding added to the token embedding (GPT-2).
     #[default]
     Learned,
-    /// Rotary position embedding applied to queries and keys.
+    /// Rotary position embedding applied to queries and keys (burn's, on interleaved pairs).
     Rope,
+    /// Rotary position embedding as Hugging Face models apply it (GPT-NeoX, Llama): the first
+    /// `rotary_fraction` of each head's dimensions, its two halves rotated together.
+    Rotary,
+}
+
+/// The normalisation before attention, before the MLP and after the last block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    /// Layer norm with gain and bias (GPT-2, GPT-NeoX).
+    #[default]
+    Layer,
+    /// RMS norm with a gain only (Llama).
+    Rms,
+}
+
+/// The MLP's non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MlpKind {
+    /// `c_proj(GELU(c_fc(x)))` with the exact (erf) GELU (this project, GPT-NeoX).
+    #[default]
+    Gelu,
+    /// The same with GELU's tanh approximation (GPT-2's `gelu_new`).
+    GeluTanh,
+    /// `c_proj(SiLU(gate(x)) ⊙ c_fc(x))` (Llama).
+    #[serde(rename = "swiglu")]
+    SwiGlu,
+}
+
+fn default_norm_eps() -> f64 {
+    1e-5
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_rotary_fraction() -> f64 {
+    1.0
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
 }
 
 /// Named model sizes.
@@ -63,6 +107,32 @@ pub struct GptConfig {
     /// Share the token embedding with the unembedding.
     #[serde(default)]
     pub tie_embeddings: bool,
+    /// The norm, and its ε.
+    #[serde(default)]
+    pub norm: NormKind,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default)]
+    pub mlp: MlpKind,
+    /// Biases on the attention and MLP projections.
+    #[serde(default = "default_true")]
+    pub bias: bool,
+    /// Key/value heads (grouped-query attention); 0: one per query head.
+    #[serde(default)]
+    pub n_kv_heads: usize,
+    /// Share of each head's dimensions that `Positional::Rotary` rotates.
+    #[serde(default = "default_rotary_fraction")]
+    pub rotary_fraction: f64,
+    /// Base of the rotary frequencies.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// `x + attn(ln_1(x)) + mlp(ln_2(x))` (GPT-NeoX) instead of one after the other.
+    #[serde(default)]
+    pub parallel_residual: bool,
+    /// A bias on the (untied) unembedding: this project's models have one, Hugging Face
+    /// families do not.
+    #[serde(default = "default_true")]
+    pub lm_head_bias: bool,
 }
 
 impl GptConfig {
@@ -83,6 +153,15 @@ impl GptConfig {
             topk_select: TopKSelect::Auto,
             positional: Positional::Learned,
             tie_embeddings: false,
+            norm: NormKind::Layer,
+            norm_eps: default_norm_eps(),
+            mlp: MlpKind::Gelu,
+            bias: true,
+            n_kv_heads: 0,
+            rotary_fraction: 1.0,
+            rope_theta: default_rope_theta(),
+            parallel_residual: false,
+            lm_head_bias: true,
         }
     }
 
@@ -162,6 +241,20 @@ impl GptConfig {
         self.d_model / self.n_heads
     }
 
+    /// Key/value heads (equal to `n_heads` without grouped-query attention).
+    pub fn kv_heads(&self) -> usize {
+        if self.n_kv_heads == 0 {
+            self.n_heads
+        } else {
+            self.n_kv_heads
+        }
+    }
+
+    /// Dimensions of each head that `Positional::Rotary` rotates (even).
+    pub fn rotary_dims(&self) -> usize {
+        ((self.head_dim() as f64 * self.rotary_fraction) as usize) & !1
+    }
+
     /// Rejects impossible shapes, naming the key and what is allowed.
     pub fn validate(&self) -> Result<()> {
         let fail = |key: &str, value: usize, allowed: String| {
@@ -202,6 +295,19 @@ impl GptConfig {
                 format!("must be at most n_layers = {}", self.n_layers),
             );
         }
+        if !self.n_heads.is_multiple_of(self.kv_heads()) {
+            return fail(
+                "n_kv_heads",
+                self.kv_heads(),
+                format!("must divide n_heads = {}", self.n_heads),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.rotary_fraction) {
+            return Err(Error::Config(format!(
+                "`rotary_fraction` = {}: must be between 0 and 1",
+                self.rotary_fraction
+            )));
+        }
         if self.d_model > u16::MAX as usize + 1 {
             return fail(
                 "d_model",
@@ -215,20 +321,60 @@ impl GptConfig {
     /// Parameters of the model built from this config.
     pub fn n_params(&self) -> usize {
         let (d, f, v) = (self.d_model, self.d_ff, self.vocab_size);
-        let per_block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d);
+        let b = self.bias as usize;
+        let norm = if self.norm == NormKind::Layer {
+            2 * d
+        } else {
+            d
+        };
+        let qkv = d + 2 * self.kv_heads() * self.head_dim();
+        let mlp_in = if self.mlp == MlpKind::SwiGlu { 2 } else { 1 } * (d * f + b * f);
+        let per_block = 2 * norm + (d * qkv + b * qkv) + (d * d + b * d) + mlp_in + (f * d + b * d);
         let pos = if self.positional == Positional::Learned {
             self.block_size * d
         } else {
             0
         };
-        let unembed = if self.tie_embeddings { 0 } else { d * v };
-        v * d + pos + self.n_layers * per_block + 2 * d + unembed
+        let unembed = if self.tie_embeddings {
+            0
+        } else {
+            d * v + self.lm_head_bias as usize * v
+        };
+        v * d + pos + self.n_layers * per_block + norm + unembed
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn n_params_counts_the_parameters_of_every_family_s_model() {
+        let device = burn::tensor::Device::flex();
+        let llama = GptConfig {
+            norm: NormKind::Rms,
+            mlp: MlpKind::SwiGlu,
+            bias: false,
+            n_kv_heads: 1,
+            positional: Positional::Rotary,
+            lm_head_bias: false,
+            ..GptConfig::micro(50)
+        };
+        let neox = GptConfig {
+            positional: Positional::Rotary,
+            parallel_residual: true,
+            lm_head_bias: false,
+            ..GptConfig::micro(50)
+        };
+        let gpt2 = GptConfig {
+            tie_embeddings: true,
+            ..GptConfig::micro(50)
+        };
+        for cfg in [GptConfig::tiny(100), llama, neox, gpt2] {
+            use burn::module::Module;
+            assert_eq!(cfg.n_params(), cfg.init(&device).num_params(), "{cfg:?}");
+        }
+    }
 
     #[test]
     fn presets_are_valid() {

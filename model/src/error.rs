@@ -9,6 +9,9 @@ pub enum Error {
     /// A checkpoint file is missing, truncated or does not match the config.
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
+    /// A Hugging Face model folder this crate cannot read; the message says what to fix.
+    #[error("{path}: {message}")]
+    Import { path: PathBuf, message: String },
     /// Training diverged.
     #[error("{0}")]
     Training(String),
@@ -33,6 +36,12 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+    pub(crate) fn import(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
+        Error::Import {
+            path: path.into(),
+            message: message.into(),
+        }
     }
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
         Error::Checkpoint {

@@ -1,14 +1,14 @@
 //! The whole model: embeddings, blocks (TopK then dense), final norm and unembedding.
 
 use burn::nn::{
-    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, RotaryEncoding,
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, Linear, RotaryEncoding,
     RotaryEncodingConfig,
 };
 use burn::prelude::*;
 
 use crate::activation::TopK;
 pub use crate::attention::KvCache;
-use crate::block::Block;
+use crate::block::{Block, apply_norm, norm_module};
 use crate::config::{GptConfig, Positional};
 use crate::dtype::{to_dtype, to_f32};
 use crate::intervention::Intervention;
@@ -27,6 +27,10 @@ pub struct Gpt {
     pub ln_f: LayerNorm,
     /// Unembedding (`None` when tied to `wte`).
     pub lm_head: Option<Linear>,
+    /// The shape the model was built from: the options of each family (norm, MLP, rotary,
+    /// residual form) its forward pass follows. Not saved with the weights.
+    #[module(skip)]
+    pub config: GptConfig,
 }
 
 /// What a forward pass returns besides the logits.
@@ -86,7 +90,7 @@ impl GptConfig {
                 let topk = self.is_topk_layer(layer).then(|| {
                     TopK::new(self.topk_k, self.topk_by, self.topk_relu, self.topk_select)
                 });
-                Block::new(self.d_model, self.n_heads, self.d_ff, topk, device)
+                Block::new(self, topk, device)
             })
             .collect();
         Gpt {
@@ -95,10 +99,10 @@ impl GptConfig {
             rope: (self.positional == Positional::Rope)
                 .then(|| RotaryEncodingConfig::new(self.block_size, self.head_dim()).init(device)),
             blocks,
-            ln_f: LayerNormConfig::new(self.d_model)
-                .with_epsilon(crate::fused::LAYER_NORM_EPSILON)
-                .init(device),
-            lm_head: (!self.tie_embeddings).then(|| linear(self.d_model, self.vocab_size, device)),
+            ln_f: norm_module(self, device),
+            lm_head: (!self.tie_embeddings)
+                .then(|| linear(self.d_model, self.vocab_size, self.lm_head_bias, device)),
+            config: self.clone(),
         }
     }
 }
@@ -135,7 +139,7 @@ impl Gpt {
         let mut hidden = Vec::new();
         for (layer, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_mut().map(|c| &mut c.layers[layer]);
-            x = block.forward(x, self.rope.as_ref(), start, slot);
+            x = block.forward(x, &self.config, self.rope.as_ref(), start, slot);
             for edit in input.interventions.iter().filter(|e| e.layer == layer) {
                 x = edit.apply(x, start);
             }
@@ -146,7 +150,7 @@ impl Gpt {
                 hidden.push(x.clone());
             }
         }
-        let x = crate::fused::layer_norm(&self.ln_f, x);
+        let x = apply_norm(&self.ln_f, &self.config, x);
         let logits = match &self.lm_head {
             Some(head) => per_token(head, x),
             None => {

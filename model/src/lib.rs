@@ -15,14 +15,16 @@ mod error;
 pub mod fused;
 pub mod generate;
 mod gpt;
+pub mod hf;
 mod intervention;
 mod mlp;
 mod rng;
+mod rotary;
 pub mod sae;
 pub mod train;
 
 pub use activation::{TopK, TopKBy, TopKSelect, top_entries};
-pub use config::{GptConfig, Positional, Preset};
+pub use config::{GptConfig, MlpKind, NormKind, Positional, Preset};
 pub use error::{Error, Result};
 pub use gpt::{ForwardInput, Gpt, GptOutput, KvCache, Substitution, cross_entropy};
 pub use intervention::{Intervention, InterventionMode};

@@ -2,13 +2,15 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::DType;
 
+use crate::config::{GptConfig, MlpKind};
 use crate::dtype::{to_dtype, to_f32};
 
 /// GPT-2's initialisation: N(0, 0.02) for every weight matrix.
 pub(crate) const INIT_STD: f64 = 0.02;
 
-pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+pub(crate) fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
         .with_initializer(Initializer::Normal {
             mean: 0.0,
             std: INIT_STD,
@@ -43,27 +45,45 @@ pub(crate) fn apply(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
     }
 }
 
-/// Position-wise feed-forward network: `c_proj(GELU(c_fc(x)))`.
+/// Position-wise feed-forward network: `c_proj(GELU(c_fc(x)))`, or with
+/// [`MlpKind::SwiGlu`] `c_proj(SiLU(gate(x)) ⊙ c_fc(x))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
+    /// The gate of a SwiGLU MLP (`None` otherwise).
+    pub gate: Option<Linear>,
 }
 
 impl Mlp {
-    pub fn new(d_model: usize, d_ff: usize, device: &Device) -> Self {
+    pub fn new(cfg: &GptConfig, device: &Device) -> Self {
+        let (d, f, bias) = (cfg.d_model, cfg.d_ff, cfg.bias);
         Self {
-            c_fc: linear(d_model, d_ff, device),
-            c_proj: linear(d_ff, d_model, device),
+            c_fc: linear(d, f, bias, device),
+            c_proj: linear(f, d, bias, device),
+            gate: (cfg.mlp == MlpKind::SwiGlu).then(|| linear(d, f, bias, device)),
         }
     }
 
     /// # Shapes
     /// - x: `[B, T, d_model]` → `[B, T, d_model]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, kind: MlpKind) -> Tensor<3> {
         let [b, t, d_model] = x.dims();
-        let x = apply(&self.c_fc, x.reshape([b * t, d_model]));
-        let x = crate::fused::gelu(x);
-        apply(&self.c_proj, x).reshape([b, t, d_model])
+        let x = x.reshape([b * t, d_model]);
+        let h = match (kind, &self.gate) {
+            (MlpKind::SwiGlu, Some(gate)) => {
+                burn::tensor::activation::silu(apply(gate, x.clone())) * apply(&self.c_fc, x)
+            }
+            (MlpKind::GeluTanh, _) => gelu_tanh(apply(&self.c_fc, x)),
+            _ => crate::fused::gelu(apply(&self.c_fc, x)),
+        };
+        apply(&self.c_proj, h).reshape([b, t, d_model])
     }
+}
+
+/// GELU's tanh approximation (GPT-2's `gelu_new`): ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+fn gelu_tanh(x: Tensor<2>) -> Tensor<2> {
+    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044_715))
+        .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
+    x.clone().mul_scalar(0.5) * (inner.tanh().add_scalar(1.0))
 }

@@ -698,7 +698,37 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "model.topk_select",
         "where TopK selects: \"auto\", \"host\" or \"device\"",
     ),
-    ("model.positional", "\"learned\" or \"rope\""),
+    (
+        "model.positional",
+        "\"learned\", \"rope\" (burn's interleaved pairs) or \"rotary\" (Hugging Face's halves)",
+    ),
+    (
+        "model.norm",
+        "\"layer\" (layer norm) or \"rms\" (RMS norm; Llama)",
+    ),
+    ("model.norm_eps", "the norms' epsilon"),
+    (
+        "model.mlp",
+        "\"gelu\" (exact), \"gelu_tanh\" (GPT-2) or \"swiglu\" (Llama)",
+    ),
+    ("model.bias", "biases on the attention and MLP projections"),
+    (
+        "model.n_kv_heads",
+        "key/value heads for grouped-query attention (0: one per query head)",
+    ),
+    (
+        "model.rotary_fraction",
+        "share of each head's dimensions that \"rotary\" rotates (Pythia: 0.25)",
+    ),
+    ("model.rope_theta", "base of the rotary frequencies"),
+    (
+        "model.parallel_residual",
+        "x + attn(ln_1(x)) + mlp(ln_2(x)) (GPT-NeoX) instead of sequential",
+    ),
+    (
+        "model.lm_head_bias",
+        "a bias on the untied unembedding (this project's models; not Hugging Face's)",
+    ),
     (
         "model.tie_embeddings",
         "share token embedding and unembedding",

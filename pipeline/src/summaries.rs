@@ -37,6 +37,9 @@ pub struct ModelSummary {
     /// The checkpoints came from `load.source`, not from `train`.
     #[serde(default)]
     pub imported: bool,
+    /// Imported checkpoints with identical weights ("step a = step b").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identical_steps: Vec<String>,
 }
 
 /// The `train` stage's summary: one entry per model.

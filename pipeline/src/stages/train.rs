@@ -107,6 +107,7 @@ fn train_models(ctx: &Ctx, summary: &PrepareSummary) -> Result<serde_json::Value
                 tokens_per_second: speed,
                 params,
                 imported: false,
+                identical_steps: vec![],
             },
         );
         all.push((name.clone(), outcome.checkpoints));
