@@ -121,6 +121,27 @@ impl Gpt {
     /// # Shapes
     /// - tokens: `[B, T]`; with a cache, the positions after those cached
     pub fn forward_with(&self, tokens: Tensor<2, Int>, input: ForwardInput<'_>) -> GptOutput {
+        let (x, hidden) = self.run_blocks(tokens, input);
+        let x = apply_norm(&self.ln_f, &self.config, x);
+        let logits = match &self.lm_head {
+            Some(head) => per_token(head, x),
+            None => {
+                let [b, t, c] = x.dims();
+                let wte = self.wte.weight.val();
+                let x = to_dtype(x.reshape([b * t, c]), wte.dtype());
+                let logits = to_f32(x.matmul(wte.transpose()));
+                logits.reshape([b, t, self.wte.weight.dims()[0]])
+            }
+        };
+        GptOutput { logits, hidden }
+    }
+
+    /// Embeddings and blocks: the last block's output, and every block's output if asked.
+    fn run_blocks(
+        &self,
+        tokens: Tensor<2, Int>,
+        input: ForwardInput<'_>,
+    ) -> (Tensor<3>, Vec<Tensor<3>>) {
         let [_, t] = tokens.dims();
         let device = tokens.device();
         let mut cache = input.cache;
@@ -150,18 +171,7 @@ impl Gpt {
                 hidden.push(x.clone());
             }
         }
-        let x = apply_norm(&self.ln_f, &self.config, x);
-        let logits = match &self.lm_head {
-            Some(head) => per_token(head, x),
-            None => {
-                let [b, t, c] = x.dims();
-                let wte = self.wte.weight.val();
-                let x = to_dtype(x.reshape([b * t, c]), wte.dtype());
-                let logits = to_f32(x.matmul(wte.transpose()));
-                logits.reshape([b, t, self.wte.weight.dims()[0]])
-            }
-        };
-        GptOutput { logits, hidden }
+        (x, hidden)
     }
 
     /// Every block's output (after TopK), without interventions: what recording, evaluation and
@@ -170,14 +180,15 @@ impl Gpt {
     /// # Shapes
     /// - tokens: `[B, T]` → `n_layers` × `[B, T, d_model]`
     pub fn block_outputs(&self, tokens: Tensor<2, Int>) -> Vec<Tensor<3>> {
-        self.forward_with(
+        // No logits: the unembedding is the largest product of a big-vocabulary model.
+        self.run_blocks(
             tokens,
             ForwardInput {
                 capture_hidden: true,
                 ..Default::default()
             },
         )
-        .hidden
+        .1
     }
 
     /// Mean next-token cross-entropy (nats).
