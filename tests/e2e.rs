@@ -456,6 +456,20 @@ fn a_hugging_face_series_runs_through_every_stage() {
         assert!(run.join(&cp).exists(), "missing {cp}");
     }
     assert!(run.join("report/index.html").exists());
+    // Each revision's hash is in the manifest, equal to its imported checkpoint's.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let hashes = &manifest["stages"]["train"]["summary"]["llama"]["checkpoint_sha256"];
+    for step in [0, 1000, 2000] {
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                run.join(format!("train/llama/checkpoints/step-{step:07}/meta.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(hashes[step.to_string()], meta["sha256"], "step {step}");
+    }
     let sql = |q: &str| {
         let o = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
         assert!(o.status.success(), "{}", stderr(&o));

@@ -40,6 +40,9 @@ pub struct ModelSummary {
     /// Imported checkpoints with identical weights ("step a = step b").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identical_steps: Vec<String>,
+    /// SHA-256 of each imported checkpoint's weights, by step (trained models: in meta.json).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checkpoint_sha256: BTreeMap<usize, String>,
 }
 
 /// The `train` stage's summary: one entry per model.

@@ -172,6 +172,10 @@ fn import(ctx: &Ctx, series: Vec<Import>) -> Result<serde_json::Value> {
                 params: card.model.n_params(),
                 imported: true,
                 identical_steps: duplicates,
+                checkpoint_sha256: imported
+                    .iter()
+                    .map(|c| (c.meta.step, c.meta.sha256.clone()))
+                    .collect(),
             },
         );
         all.push((name, imported));

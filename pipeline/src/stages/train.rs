@@ -108,6 +108,7 @@ fn train_models(ctx: &Ctx, summary: &PrepareSummary) -> Result<serde_json::Value
                 params,
                 imported: false,
                 identical_steps: vec![],
+                checkpoint_sha256: Default::default(),
             },
         );
         all.push((name.clone(), outcome.checkpoints));
