@@ -7,15 +7,21 @@ use anyhow::Result;
 use model::train::{self, SpeedRun, synthetic_tokens};
 use queries::tables::activations::ActivationRow;
 
-use crate::cli::BenchTarget;
+use crate::cli::{BenchTarget, LakeArgs};
 use crate::stages::Ctx;
 
 /// Runs a benchmark.
-pub fn run(ctx: &Ctx, what: BenchTarget, rows: usize, memory_limit: usize) -> Result<()> {
+pub fn run(
+    ctx: &Ctx,
+    what: BenchTarget,
+    rows: usize,
+    memory_limit: usize,
+    lake: &LakeArgs,
+) -> Result<()> {
     match what {
         BenchTarget::Train => bench_train(ctx),
         BenchTarget::Record => bench_record(ctx),
-        BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit),
+        BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit, lake),
         BenchTarget::Sae => bench_sae(ctx),
         BenchTarget::Matching => bench_matching(),
     }
@@ -286,20 +292,32 @@ fn peak_rss_mib() -> Option<f64> {
 /// derived table under a memory limit, so queries must spill rather than fail. With
 /// `--engine ballista`, the same tables are then computed on local clusters of 1 and 2
 /// executors, and the ratio to in-process DataFusion printed.
-fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize) -> Result<()> {
+fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize, lake: &LakeArgs) -> Result<()> {
     use queries::engine::Engine;
     use queries::synthetic::{LakeSpec, write_lake};
 
-    let spec = LakeSpec::with_rows(rows);
+    let spec = LakeSpec {
+        d: lake.neurons,
+        layers: lake.layers,
+        steps: lake.checkpoints,
+        models: LakeSpec::with_rows(rows)
+            .models
+            .into_iter()
+            .take(lake.models.clamp(1, 2))
+            .collect(),
+        ..LakeSpec::with_rows(rows)
+    };
     let dir = tempfile::tempdir()?;
     let run = dir.path();
     println!(
-        "analyze bench: {} activation rows = 2 models × {} checkpoints × {} layers × {} tokens × k = {}; memory limit {} MiB",
-        2 * spec.steps * spec.layers * spec.tokens() * spec.k,
+        "analyze bench: {} activation rows = {} models × {} checkpoints × {} layers × {} tokens × k = {} of {} neurons; memory limit {} MiB",
+        spec.models.len() * spec.steps * spec.layers * spec.tokens() * spec.k,
+        spec.models.len(),
         spec.steps,
         spec.layers,
         spec.tokens(),
         spec.k,
+        spec.d,
         memory_limit >> 20
     );
     let started = Instant::now();

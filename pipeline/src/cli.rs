@@ -106,7 +106,26 @@ pub enum Command {
         /// Memory DataFusion may use before spilling, in MiB (`bench analyze`).
         #[arg(long, default_value_t = 4096)]
         memory_mib: usize,
+        #[command(flatten)]
+        lake: LakeArgs,
     },
+}
+
+/// Shape of the activation lake `bench analyze` generates (the tokens follow from `--rows`).
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    /// Neurons per layer (Pythia-70m: 512).
+    #[arg(long, default_value_t = 256)]
+    pub neurons: usize,
+    /// Layers per checkpoint.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Checkpoints per model.
+    #[arg(long, default_value_t = 8)]
+    pub checkpoints: usize,
+    /// Models (1 or 2).
+    #[arg(long, default_value_t = 2)]
+    pub models: usize,
 }
 
 /// `pipeline generate` options.

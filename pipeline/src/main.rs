@@ -102,7 +102,8 @@ fn run(cli: Cli) -> Result<()> {
             what,
             rows,
             memory_mib,
-        } => bench::run(&ctx, what, rows, memory_mib << 20),
+            lake,
+        } => bench::run(&ctx, what, rows, memory_mib << 20, &lake),
     }
 }
 
