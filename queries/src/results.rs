@@ -152,7 +152,8 @@ query_row! {
         pub model: String,
         pub layer: u16,
         pub neuron: u16,
-        pub bin: i64,
+        /// None where the neuron's largest value is 0 (no scale to bin by).
+        pub bin: Option<i64>,
         pub top: f64,
         pub n: u64,
     }
@@ -165,9 +166,9 @@ query_row! {
         pub layer: u16,
         pub neuron: u16,
         pub value: f64,
-        pub token_text: String,
-        pub left_context: String,
-        pub right_context: String,
+        pub token_text: Option<String>,
+        pub left_context: Option<String>,
+        pub right_context: Option<String>,
     }
 }
 
@@ -178,6 +179,6 @@ query_row! {
         pub layer: u16,
         pub neuron: u16,
         pub step: u32,
-        pub entropy_norm: f64,
+        pub entropy_norm: Option<f64>,
     }
 }

@@ -136,9 +136,9 @@ fn page(n: &TopNeuron, slug: String, data: &PageData) -> NeuronPage {
         .get(&key)
         .into_iter()
         .flatten()
-        .map(|h| {
-            let lo = h.bin as f64 / 10.0 * h.top;
-            (format!("{lo:.2}–{:.2}", lo + h.top / 10.0), h.n as f64)
+        .filter_map(|h| {
+            let lo = h.bin? as f64 / 10.0 * h.top;
+            Some((format!("{lo:.2}–{:.2}", lo + h.top / 10.0), h.n as f64))
         })
         .collect();
     let name = format!("L{}:N{}", n.layer, n.neuron);
@@ -173,9 +173,9 @@ fn page(n: &TopNeuron, slug: String, data: &PageData) -> NeuronPage {
             .into_iter()
             .flatten()
             .map(|c| Context {
-                left: c.left_context.clone(),
-                token: c.token_text.clone(),
-                right: c.right_context.clone(),
+                left: c.left_context.clone().unwrap_or_default(),
+                token: c.token_text.clone().unwrap_or_default(),
+                right: c.right_context.clone().unwrap_or_default(),
                 value: c.value,
             })
             .collect(),
@@ -192,7 +192,7 @@ fn page(n: &TopNeuron, slug: String, data: &PageData) -> NeuronPage {
             .get(&key)
             .into_iter()
             .flatten()
-            .map(|e| (e.step as f64, e.entropy_norm))
+            .filter_map(|e| Some((e.step as f64, e.entropy_norm?)))
             .collect(),
         histogram,
         promoted: n.top_promoted.clone().unwrap_or_default(),
