@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod corpus;
+pub mod imports;
 pub mod lexicon;
 pub mod manifest;
 pub mod preparation;

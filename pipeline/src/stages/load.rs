@@ -4,14 +4,14 @@
 //! `checkpoints/step-*/`) or a Hugging Face series: revision folders (`step0/`, `step1000/`,
 //! …) of the GPT-2, GPT-NeoX or Llama family (`model::hf`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use model::checkpoint::{Checkpoint, CheckpointMeta, ModelCard, list_checkpoints};
+use model::checkpoint::{Checkpoint, ModelCard, list_checkpoints};
 
 use super::train::{drop_unlisted_models, write_metrics};
 use super::{Ctx, Outcome};
+use crate::imports::{check_imported_shape, duplicates, hf_meta, read_hf_series};
 use crate::summaries::{ModelSummary, TrainSummary};
 
 /// Imports checkpoint series trained elsewhere: each checkpoint is loaded (so a truncated file
@@ -54,7 +54,13 @@ fn read_imports(ctx: &Ctx) -> Result<Vec<Import>> {
     for name in &ctx.cfg.models {
         let dir = ctx.cfg.load.source.join(name);
         if model::hf::is_series(&dir) {
-            series.push(read_hf_series(ctx, name, &dir)?);
+            let (card, revisions) =
+                read_hf_series(&ctx.cfg.model, &ctx.layout.tokenizer(), name, &dir)?;
+            let revisions = revisions
+                .into_iter()
+                .map(|(step, dir)| Revision::HuggingFace { step, dir })
+                .collect();
+            series.push((name.clone(), card, revisions));
             continue;
         }
         let card = model::checkpoint::read_card(&dir)
@@ -65,7 +71,7 @@ fn read_imports(ctx: &Ctx) -> Result<Vec<Import>> {
             "{} has no checkpoints/step-*/ folders with meta.json (nor Hugging Face revision folders)",
             dir.display()
         );
-        check_imported_shape(ctx, name, &dir, &card.model, &cps)?;
+        check_imported_shape(&ctx.cfg.model, name, &dir, &card.model, &cps)?;
         series.push((
             name.clone(),
             card,
@@ -73,52 +79,6 @@ fn read_imports(ctx: &Ctx) -> Result<Vec<Import>> {
         ));
     }
     Ok(series)
-}
-
-/// A Hugging Face series: every revision's config read and compared (one family, one shape),
-/// and the run's tokenizer checked against the embedding.
-fn read_hf_series(ctx: &Ctx, name: &str, dir: &Path) -> Result<Import> {
-    let revisions = model::hf::revisions(dir)?;
-    let k = ctx.cfg.model.topk_k;
-    let mut first: Option<(model::hf::Family, model::GptConfig, PathBuf)> = None;
-    for (_, rev) in &revisions {
-        let path = rev.join("config.json");
-        let (family, cfg) = model::hf::read_config(&path, k)?;
-        match &first {
-            None => first = Some((family, cfg, path)),
-            Some((f, c, p)) => anyhow::ensure!(
-                *f == family && *c == cfg,
-                "{}: {} model of another shape than {} ({}); a series holds one model's checkpoints",
-                path.display(),
-                family.name(),
-                p.display(),
-                f.name()
-            ),
-        }
-    }
-    let (_, cfg, path) = first.expect("revisions() is never empty");
-    check_imported_shape(ctx, name, dir, &cfg, &[])?;
-    let tokenizer = ctx.layout.tokenizer();
-    if tokenizer.exists() {
-        let vocab = crate::tokenize::load(&tokenizer)?.get_vocab_size(true);
-        anyhow::ensure!(
-            vocab <= cfg.vocab_size,
-            "{} has {vocab} tokens but the embedding of {} has {} rows; set `data.tokenizer` to the series' tokenizer.json and run `pipeline prepare`",
-            tokenizer.display(),
-            path.display(),
-            cfg.vocab_size
-        );
-    }
-    let card = ModelCard {
-        name: name.to_owned(),
-        model: cfg,
-        training: None,
-    };
-    let revisions = revisions
-        .into_iter()
-        .map(|(step, dir)| Revision::HuggingFace { step, dir })
-        .collect();
-    Ok((name.to_owned(), card, revisions))
 }
 
 /// Loads each checkpoint (naming a bad file or tensor) and saves it in this run's layout.
@@ -183,71 +143,4 @@ fn import(ctx: &Ctx, series: Vec<Import>) -> Result<serde_json::Value> {
     write_metrics(&ctx.layout.metrics(), &all, &ctx.run_id())?;
     drop_unlisted_models(ctx)?;
     Ok(serde_json::to_value(summary)?)
-}
-
-/// What is known of a Hugging Face revision: its step and k, nothing of its training.
-fn hf_meta(step: usize, cfg: &model::GptConfig) -> CheckpointMeta {
-    CheckpointMeta {
-        step,
-        tokens_seen: 0,
-        train_loss: None,
-        val_loss: None,
-        lr: 0.0,
-        topk_k: cfg.topk_k,
-        dead_fraction: vec![],
-        seconds: 0.0,
-        sha256: String::new(),
-    }
-}
-
-/// Checkpoints whose weights are identical (equal hashes), as "step a = step b" (a hub branch
-/// that serves another revision's weights).
-fn duplicates(checkpoints: &[Checkpoint]) -> Vec<String> {
-    let mut by_hash: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for c in checkpoints {
-        by_hash.entry(&c.meta.sha256).or_default().push(c.meta.step);
-    }
-    by_hash
-        .into_values()
-        .filter(|steps| steps.len() > 1)
-        .map(|steps| {
-            steps
-                .iter()
-                .map(|s| format!("step {s}"))
-                .collect::<Vec<_>>()
-                .join(" = ")
-        })
-        .collect()
-}
-
-/// An imported model must have the shape the config describes (the SAE and steering stages
-/// address its layers through `[model]`), and each checkpoint a k its layers can keep.
-fn check_imported_shape(
-    ctx: &Ctx,
-    name: &str,
-    dir: &Path,
-    card: &model::GptConfig,
-    cps: &[Checkpoint],
-) -> Result<()> {
-    let want = &ctx.cfg.model;
-    for (key, have, expected) in [
-        ("n_layers", card.n_layers, want.n_layers),
-        ("d_model", card.d_model, want.d_model),
-    ] {
-        anyhow::ensure!(
-            have == expected,
-            "{}: model `{name}` has {key} = {have}, but the config says model.{key} = {expected}; set `--set model.{key}={have}` (the config must describe the imported models)",
-            dir.join("config.json").display()
-        );
-    }
-    for cp in cps {
-        anyhow::ensure!(
-            cp.meta.topk_k <= card.d_model,
-            "{}: topk_k = {} exceeds d_model = {}; fix the checkpoint's meta.json",
-            cp.dir.join("meta.json").display(),
-            cp.meta.topk_k,
-            card.d_model
-        );
-    }
-    Ok(())
 }
