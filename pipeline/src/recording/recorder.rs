@@ -590,6 +590,14 @@ mod tests {
         }
     }
 
+    /// Records checkpoint `cp` as model `m` of the tiny config; returns the counters.
+    fn record(rec: &Recorder, cp: &Checkpoint, tokens: &[TokenRow]) -> RecordStats {
+        let mut stats = RecordStats::default();
+        rec.record_checkpoint("m", &tiny(), cp, None, tokens, &tokenizer(), &mut stats)
+            .unwrap();
+        stats
+    }
+
     fn read_partition(out: &Path, layer: usize) -> Vec<ActivationRow> {
         let dir = out.join(format!("activations/model=m/step=7/layer={layer}"));
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -608,11 +616,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cp = checkpoint(tmp.path());
         let out = tmp.path().join("record");
-        let rec = recorder(&out, ROWS_PER_FILE);
-        let mut stats = RecordStats::default();
-        let toks = tokens(100);
-        rec.record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
-            .unwrap();
+        let stats = record(&recorder(&out, ROWS_PER_FILE), &cp, &tokens(100));
         assert_eq!(stats.partitions_written, 3);
 
         // The weight side of lineage: against itself every neuron's vectors have cosine 1;
@@ -771,39 +775,16 @@ mod tests {
         let cp = checkpoint(tmp.path());
         let toks = tokens(60);
         let clean = tmp.path().join("clean");
-        recorder(&clean, ROWS_PER_FILE)
-            .record_checkpoint(
-                "m",
-                &tiny(),
-                &cp,
-                None,
-                &toks,
-                &tokenizer(),
-                &mut RecordStats::default(),
-            )
-            .unwrap();
+        record(&recorder(&clean, ROWS_PER_FILE), &cp, &toks);
 
         let crashed = tmp.path().join("crashed");
-        recorder(&crashed, ROWS_PER_FILE)
-            .record_checkpoint(
-                "m",
-                &tiny(),
-                &cp,
-                None,
-                &toks,
-                &tokenizer(),
-                &mut RecordStats::default(),
-            )
-            .unwrap();
+        record(&recorder(&crashed, ROWS_PER_FILE), &cp, &toks);
         // Simulate a kill during layer 1: its files are gone and a temporary file is left.
         let part = crashed.join("activations/model=m/step=7/layer=1");
         std::fs::remove_dir_all(&part).unwrap();
         std::fs::create_dir_all(&part).unwrap();
         std::fs::write(part.join(".part-0000.parquet.tmp"), b"half a file").unwrap();
-        let mut stats = RecordStats::default();
-        recorder(&crashed, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
-            .unwrap();
+        let stats = record(&recorder(&crashed, ROWS_PER_FILE), &cp, &toks);
         assert_eq!((stats.partitions_written, stats.partitions_kept), (1, 2));
         for layer in 0..3 {
             assert_eq!(
@@ -813,10 +794,7 @@ mod tests {
             );
         }
         // Nothing to do the third time.
-        let mut stats = RecordStats::default();
-        recorder(&crashed, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
-            .unwrap();
+        let stats = record(&recorder(&crashed, ROWS_PER_FILE), &cp, &toks);
         assert_eq!((stats.partitions_written, stats.partitions_kept), (0, 3));
     }
 
@@ -826,32 +804,13 @@ mod tests {
         let cp = checkpoint(tmp.path());
         let toks = tokens(50);
         let exact = tmp.path().join("f32");
-        recorder(&exact, ROWS_PER_FILE)
-            .record_checkpoint(
-                "m",
-                &tiny(),
-                &cp,
-                None,
-                &toks,
-                &tokenizer(),
-                &mut RecordStats::default(),
-            )
-            .unwrap();
+        record(&recorder(&exact, ROWS_PER_FILE), &cp, &toks);
         let half = tmp.path().join("f16");
         let rec = Recorder {
             value_type: ValueType::F16,
             ..recorder(&half, ROWS_PER_FILE)
         };
-        rec.record_checkpoint(
-            "m",
-            &tiny(),
-            &cp,
-            None,
-            &toks,
-            &tokenizer(),
-            &mut RecordStats::default(),
-        )
-        .unwrap();
+        record(&rec, &cp, &toks);
         for layer in 0..3 {
             let (a, b) = (read_partition(&exact, layer), read_partition(&half, layer));
             assert_eq!(a.len(), b.len());
@@ -867,10 +826,7 @@ mod tests {
             }
         }
         // Switching the value type makes every partition stale.
-        let mut stats = RecordStats::default();
-        recorder(&half, ROWS_PER_FILE)
-            .record_checkpoint("m", &tiny(), &cp, None, &toks, &tokenizer(), &mut stats)
-            .unwrap();
+        let stats = record(&recorder(&half, ROWS_PER_FILE), &cp, &toks);
         assert_eq!(stats.partitions_written, 3);
     }
 
@@ -882,18 +838,7 @@ mod tests {
         let mut maxima = Vec::new();
         for n in [300, 600] {
             let out = tmp.path().join(format!("r{n}"));
-            let mut stats = RecordStats::default();
-            recorder(&out, bound)
-                .record_checkpoint(
-                    "m",
-                    &tiny(),
-                    &cp,
-                    None,
-                    &tokens(n),
-                    &tokenizer(),
-                    &mut stats,
-                )
-                .unwrap();
+            let stats = record(&recorder(&out, bound), &cp, &tokens(n));
             assert_eq!(read_partition(&out, 0).len(), 4 * n);
             // Several part files, moved into place together; nothing left in staging.
             let parts = std::fs::read_dir(out.join("activations/model=m/step=7/layer=0"))
