@@ -1,9 +1,10 @@
 //! End-to-end: the built `pipeline` binary on a small fixture corpus, in a temporary run dir.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
+use common::browser::chromium;
 use common::{fixture, pipeline, repo, stderr};
 
 /// A loopback port nothing listens on (bound, then freed).
@@ -316,14 +317,6 @@ fn config_show_applies_overrides_and_rejects_bad_keys() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("run.backend") && err.contains("tpu"), "{err}");
-}
-
-/// Headless Chromium, as installed by `scripts/setup.sh`, if any.
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .map(|name| Path::new("/usr/bin").join(name))
-        .find(|p| p.exists())
 }
 
 fn headless(browser: &Path, profile: &Path) -> Command {

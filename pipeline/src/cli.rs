@@ -85,6 +85,9 @@ pub enum Command {
     Steer(SteerArgs),
     /// Query the run's tables with SQL (no query: an interactive prompt).
     Sql(SqlArgs),
+    /// Explore the run in the browser: search neurons, follow one across checkpoints, compare
+    /// checkpoints, steer, query with SQL. Serves http://127.0.0.1:8765/ until Ctrl-C.
+    Serve(crate::serve::ServeArgs),
     /// A Ballista cluster for `--engine ballista`.
     Cluster {
         #[command(subcommand)]

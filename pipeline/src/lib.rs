@@ -15,6 +15,7 @@ pub mod preparation;
 pub mod recording;
 pub mod report;
 pub mod saes;
+pub mod serve;
 pub mod sql;
 pub mod stages;
 pub mod steer;

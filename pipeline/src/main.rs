@@ -8,7 +8,7 @@ use pipeline::cli::{Cli, ClusterAction, Command, ConfigAction};
 use pipeline::config::{self, PipelineConfig};
 use pipeline::stages::{Ctx, Stage};
 use pipeline::ui::{self, Ui};
-use pipeline::{bench, cluster, manifest, sql, steer};
+use pipeline::{bench, cluster, manifest, serve, sql, steer};
 
 fn main() {
     // A bug must not greet the user with a backtrace: say what happened and how to report it.
@@ -76,6 +76,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Analyze => run_stage(&ctx, Stage::Analyze),
         Command::Report => run_stage(&ctx, Stage::Report),
         Command::Sql(args) => sql::run(&ctx, &args),
+        Command::Serve(args) => serve::run(&ctx, &args),
         Command::Generate(args) => steer::run_generate(&ctx, &args),
         Command::Steer(args) if args.eval => run_stage(&ctx, Stage::Steer),
         Command::Steer(args) => steer::run_steer(&ctx, &args),

@@ -345,8 +345,21 @@ pub fn to_csv(batches: &[RecordBatch], header: bool) -> Result<String> {
 
 /// One JSON object a row; numbers and booleans stay unquoted, nulls are null.
 pub fn to_json_lines(batches: &[RecordBatch]) -> Result<String> {
-    use arrow::array::Array;
     let mut out = String::new();
+    for row in json_rows(batches)? {
+        out.push_str(&serde_json::Value::Object(row).to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The rows of `batches` as JSON objects keyed by column name: numbers and booleans as JSON
+/// numbers and booleans (a non-finite float as its text), nulls as null, the rest as text.
+pub fn json_rows(
+    batches: &[RecordBatch],
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    use arrow::array::Array;
+    let mut rows = Vec::new();
     for b in batches {
         let fmt = formatters(b)?;
         let schema = b.schema();
@@ -366,11 +379,10 @@ pub fn to_json_lines(batches: &[RecordBatch]) -> Result<String> {
                 };
                 obj.insert(field.name().clone(), value);
             }
-            out.push_str(&serde_json::Value::Object(obj).to_string());
-            out.push('\n');
+            rows.push(obj);
         }
     }
-    Ok(out)
+    Ok(rows)
 }
 
 fn formatters(b: &RecordBatch) -> Result<Vec<arrow::util::display::ArrayFormatter<'_>>> {

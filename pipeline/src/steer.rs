@@ -19,26 +19,31 @@ use crate::stages::analyze::runtime;
 use crate::steering;
 
 /// A loaded checkpoint ready to generate from.
-struct Loaded {
-    name: String,
-    cfg: GptConfig,
-    checkpoint: Checkpoint,
-    model: Gpt,
-    tokenizer: Tokenizer,
-    device: model::Device,
+pub struct Loaded {
+    pub name: String,
+    pub cfg: GptConfig,
+    pub checkpoint: Checkpoint,
+    pub model: Gpt,
+    pub tokenizer: Tokenizer,
+    pub device: model::Device,
 }
 
 fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
-    let dir = ctx.layout.model_dir(&args.model);
+    load_checkpoint(ctx, &args.model, args.step)
+}
+
+/// The checkpoint of `model` at `step` (default: its last), with the run's tokenizer.
+pub fn load_checkpoint(ctx: &Ctx, model: &str, step: Option<usize>) -> Result<Loaded> {
+    let dir = ctx.layout.model_dir(model);
     let card = read_card(&dir).with_context(|| {
         format!(
             "no trained model `{}` in this run; run `pipeline train` (models: {})",
-            args.model,
+            model,
             ctx.cfg.models.join(", ")
         )
     })?;
     let cps = list_checkpoints(&dir)?;
-    let checkpoint = match args.step {
+    let checkpoint = match step {
         Some(step) => cps
             .iter()
             .find(|c| c.meta.step == step)
@@ -47,7 +52,7 @@ fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
                 let steps: Vec<String> = cps.iter().map(|c| c.meta.step.to_string()).collect();
                 format!(
                     "model `{}` has no checkpoint at step {step}; steps: {}",
-                    args.model,
+                    model,
                     steps.join(", ")
                 )
             })?,
@@ -57,19 +62,19 @@ fn load(ctx: &Ctx, args: &GenerateArgs) -> Result<Loaded> {
             .context("no checkpoints; run `pipeline train`")?,
     };
     let device = ctx.cfg.run.backend.device()?;
-    let model = load_weights(&card.model, &checkpoint.dir, &device)?;
+    let weights = load_weights(&card.model, &checkpoint.dir, &device)?;
     let tokenizer = crate::tokenize::load(&ctx.layout.tokenizer())?;
     Ok(Loaded {
-        name: args.model.clone(),
+        name: model.to_owned(),
         cfg: card.model,
         checkpoint,
-        model,
+        model: weights,
         tokenizer,
         device,
     })
 }
 
-fn encode(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+pub fn encode(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
     if prompt.trim().is_empty() {
         bail!("the prompt is empty; pass --prompt \"Once upon a time,\"");
     }
@@ -88,7 +93,7 @@ fn sampling(ctx: &Ctx, args: &GenerateArgs) -> Sampling {
     }
 }
 
-fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> String {
+pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> String {
     tokenizer.decode(ids, false).unwrap_or_default()
 }
 

@@ -208,3 +208,102 @@ pub fn render(sql: &str, params: &[(&str, String)]) -> String {
         s.replace(&format!("{{{{{k}}}}}"), &v.replace('\'', "''"))
     })
 }
+
+/// Queries of `pipeline serve`, one file each under `queries/sql/serve/`. Their `{{name}}`
+/// placeholders take typed values ([`Literal`]), so a parameter from a URL is always one SQL
+/// literal, never SQL.
+pub mod serve {
+    pub const OVERVIEW: &str = include_str!("../sql/serve/overview.sql");
+    pub const CONCEPTS: &str = include_str!("../sql/serve/concepts.sql");
+    pub const SEARCH_CONCEPT: &str = include_str!("../sql/serve/search_concept.sql");
+    pub const SEARCH_WORD: &str = include_str!("../sql/serve/search_word.sql");
+    pub const SEARCH_NUMBER: &str = include_str!("../sql/serve/search_number.sql");
+    pub const NEURON_OVER_STEPS: &str = include_str!("../sql/serve/neuron_over_steps.sql");
+    pub const NEURON_CONTEXTS: &str = include_str!("../sql/serve/neuron_contexts.sql");
+    pub const NEURON_TOKENS: &str = include_str!("../sql/serve/neuron_tokens.sql");
+    pub const NEURON_CONCEPTS: &str = include_str!("../sql/serve/neuron_concepts.sql");
+    pub const NEURON_HISTOGRAM: &str = include_str!("../sql/serve/neuron_histogram.sql");
+    pub const NEURON_WEIGHTS: &str = include_str!("../sql/serve/neuron_weights.sql");
+    pub const NEURON_LAYERS: &str = include_str!("../sql/serve/neuron_layers.sql");
+    pub const NEURON_MATCHES: &str = include_str!("../sql/serve/neuron_matches.sql");
+    pub const NEURON_MAX: &str = include_str!("../sql/serve/neuron_max.sql");
+    pub const NEURON_CONCEPT: &str = include_str!("../sql/serve/neuron_concept.sql");
+    pub const COMPARE_NEURONS: &str = include_str!("../sql/serve/compare_neurons.sql");
+    pub const COMPARE_CONCEPTS: &str = include_str!("../sql/serve/compare_concepts.sql");
+
+    /// One value in place of a placeholder.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Literal {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Null,
+    }
+
+    impl Literal {
+        /// The value as SQL: strings quoted with quotes doubled, floats cast to DOUBLE, and
+        /// NULL for a missing or non-finite value.
+        pub fn sql(&self) -> String {
+            match self {
+                Literal::Str(s) => format!("'{}'", s.replace('\'', "''")),
+                Literal::Int(i) => i.to_string(),
+                Literal::Float(f) if f.is_finite() => format!("CAST({f:?} AS DOUBLE)"),
+                Literal::Float(_) | Literal::Null => "NULL".to_owned(),
+            }
+        }
+    }
+
+    impl From<&str> for Literal {
+        fn from(s: &str) -> Self {
+            Literal::Str(s.to_owned())
+        }
+    }
+
+    impl From<usize> for Literal {
+        fn from(i: usize) -> Self {
+            Literal::Int(i as i64)
+        }
+    }
+
+    impl From<f64> for Literal {
+        fn from(f: f64) -> Self {
+            Literal::Float(f)
+        }
+    }
+
+    impl<T: Into<Literal>> From<Option<T>> for Literal {
+        fn from(v: Option<T>) -> Self {
+            v.map_or(Literal::Null, Into::into)
+        }
+    }
+
+    /// Fills every `{{name}}` of `sql` with its literal.
+    pub fn fill(sql: &str, params: &[(&str, Literal)]) -> String {
+        params.iter().fold(sql.to_owned(), |s, (k, v)| {
+            s.replace(&format!("{{{{{k}}}}}"), &v.sql())
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_literal_is_one_sql_value() {
+            let sql = fill(
+                "SELECT {{a}}, {{b}}, {{c}}, {{d}}, {{e}}",
+                &[
+                    ("a", "it's'; DROP TABLE x; --".into()),
+                    ("b", 7usize.into()),
+                    ("c", 0.25.into()),
+                    ("d", Option::<usize>::None.into()),
+                    ("e", f64::NAN.into()),
+                ],
+            );
+            assert_eq!(
+                sql,
+                "SELECT 'it''s''; DROP TABLE x; --', 7, CAST(0.25 AS DOUBLE), NULL, NULL"
+            );
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //! with a tiny model, in a temporary run directory.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
