@@ -266,6 +266,35 @@ fn every_endpoint_answers_with_the_runs_data_and_refuses_bad_requests() {
     assert!(shares <= 1.0 + 1e-9);
     assert_eq!(page["layers"].as_array().unwrap().len(), 3);
     assert!(page["weights"]["top_promoted"].is_string());
+    // The page's per-step queries read one partition of the activations: its (model, step,
+    // layer) files, however many checkpoints the run holds.
+    let contexts_sql = queries::sql::serve::fill(
+        queries::sql::serve::NEURON_CONTEXTS,
+        &[
+            ("model", "topk".into()),
+            ("step", 20usize.into()),
+            ("layer", 1usize.into()),
+            ("neuron", 5usize.into()),
+            ("top_n", 10usize.into()),
+            ("before", 8usize.into()),
+            ("after", 4usize.into()),
+        ],
+    );
+    let plan = server.json(&format!(
+        "/api/sql?q={}",
+        enc(&format!("EXPLAIN {contexts_sql}"))
+    ));
+    let plan = plan["rows"].to_string();
+    let partitions: std::collections::BTreeSet<&str> = plan
+        .split("activations/")
+        .skip(1)
+        .map(|s| s.split("/part-").next().unwrap())
+        .collect();
+    assert_eq!(
+        partitions.into_iter().collect::<Vec<_>>(),
+        ["model=topk/step=20/layer=1"],
+        "{plan}"
+    );
     // At another step the contexts are that step's.
     let first = server.json(&format!(
         "/api/neuron?model=topk&layer=1&neuron=5&step={}",

@@ -24,6 +24,7 @@ pub fn run(
         BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit, lake),
         BenchTarget::Sae => bench_sae(ctx),
         BenchTarget::Matching => bench_matching(),
+        BenchTarget::Serve => crate::serve::bench::run(ctx),
     }
 }
 

@@ -285,4 +285,7 @@ pub enum BenchTarget {
     /// Time and memory of matching n features across two checkpoints (the `matching` table),
     /// for n from 512 up to the largest the config allows.
     Matching,
+    /// Response times of `pipeline serve` over the configured run: neuron pages, searches,
+    /// steering requests.
+    Serve,
 }

@@ -8,6 +8,7 @@
 //! - `playground`: steered and unsteered generation from a checkpoint;
 //! - `routes`: the HTTP surface (axum), limits and the embedded page (`assets/`).
 
+pub mod bench;
 pub mod explorer;
 pub mod playground;
 pub mod routes;
