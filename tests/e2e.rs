@@ -5,17 +5,9 @@ use std::process::Command;
 
 mod common;
 use common::browser::chromium;
-use common::{fixture, pipeline, repo, stderr};
+use common::{fixture, free_port, pipeline, repo, stderr};
 
 /// A loopback port nothing listens on (bound, then freed).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     let tmp = tempfile::tempdir().unwrap();

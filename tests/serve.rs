@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 use common::browser::{Browser, chromium};
-use common::{command, fixture, pipeline, stderr};
+use common::{command, fixture, free_port, pipeline, repo, stderr};
 use serde_json::Value;
 
 /// A `pipeline serve` process on a free port, stopped with Ctrl-C (SIGINT) when dropped.
@@ -23,7 +23,14 @@ struct Server {
 
 impl Server {
     fn start(run_dir: &Path) -> Self {
-        let mut child = command(run_dir, &fixture(), &["serve", "--port", "0"])
+        Self::start_with(run_dir, &[])
+    }
+
+    /// With extra arguments (`--engine ballista --scheduler URL`).
+    fn start_with(run_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--port", "0"];
+        args.extend_from_slice(extra);
+        let mut child = command(run_dir, &fixture(), &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -413,6 +420,63 @@ fn every_endpoint_answers_with_the_runs_data_and_refuses_bad_requests() {
 }
 
 #[test]
+fn on_a_ballista_cluster_the_explorer_gives_the_same_answers() {
+    let run = finished_run();
+    let port = free_port();
+    let url = format!("df://127.0.0.1:{port}");
+    let mut cluster = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(repo())
+        .args([
+            "cluster",
+            "start",
+            "--executors",
+            "2",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = BufReader::new(cluster.stdout.take().unwrap());
+    let mut first = String::new();
+    banner.read_line(&mut first).unwrap();
+    assert!(first.contains(&url), "{first}");
+    let local = Server::start(run.path());
+    let distributed =
+        Server::start_with(run.path(), &["--engine", "ballista", "--scheduler", &url]);
+    for path in [
+        "/api/neuron?model=topk&layer=1&neuron=5&step=10",
+        "/api/neuron?model=dense&layer=0&neuron=3",
+        "/api/search?q=4",
+        "/api/compare?model_a=topk&step_a=10&layer=0",
+    ] {
+        let (a, b) = (local.json(path), distributed.json(path));
+        assert!(
+            b["notices"].as_array().is_none_or(|n| n.is_empty()),
+            "{path}: {}",
+            b["notices"]
+        );
+        // Shares are sums of floats, which two engines may add in another order.
+        let exact = |v: &Value| -> Value {
+            let mut v = v.clone();
+            for section in ["tokens", "concepts"] {
+                if let Some(rows) = v.get_mut(section).and_then(Value::as_array_mut) {
+                    for r in rows {
+                        r.as_object_mut().unwrap().remove("share");
+                    }
+                }
+            }
+            v
+        };
+        assert_eq!(exact(&a), exact(&b), "{path}");
+    }
+    drop(distributed);
+    cluster.kill().unwrap();
+    cluster.wait().unwrap();
+    drop(banner);
+}
+
+#[test]
 fn a_partial_run_is_served_with_notices() {
     let tmp = tempfile::tempdir().unwrap();
     for stage in ["prepare", "train", "record"] {
@@ -546,6 +610,20 @@ fn a_researcher_can_search_open_a_neuron_move_the_slider_steer_and_query_in_a_br
     let cell = b.eval("document.querySelector('#sql-out tbody td').textContent");
     assert_eq!(cell, "512");
     b.screenshot(&shots.join("5-sql.png"));
+
+    // Text from the run is shown as text: markup in a value neither runs nor renders.
+    b.eval("document.body.dataset.state = 'pending'; document.getElementById('sql-q').value = \"SELECT '<img src=x onerror=alert(1)><script>alert(2)</script>' AS x\"; document.getElementById('sql-run').click(); true");
+    b.wait_for(
+        &format!("{ready} && document.querySelector('#sql-out tbody td')"),
+        30,
+    );
+    let cell = b.eval("document.querySelector('#sql-out tbody td').textContent");
+    assert_eq!(
+        cell,
+        "<img src=x onerror=alert(1)><script>alert(2)</script>"
+    );
+    let injected = b.eval("document.querySelectorAll('#view img, #view script').length");
+    assert_eq!(injected, 0);
 
     assert!(b.errors.is_empty(), "console errors: {:?}", b.errors);
     eprintln!("screenshots: {}", shots.display());

@@ -159,7 +159,7 @@ async function searchView(p) {
     return;
   }
   const r = await api("search", p);
-  const cols = ["model", "step", "layer", "neuron", "top_concept", "top_share", "semantic_entropy", "token_entropy", "frequency", "max_value", "score"];
+  const cols = ["model", "step", "layer", "neuron", "top_concept", "top_share", "semantic_entropy", "token_entropy", "frequency", "max_value", "n_obs", "score"];
   out.replaceChildren(...notices(r.notices), el("p", {}, `${r.rows.length} neurons for ${r.kind} “${r.q}”`),
     sortable(cols, r.rows, (row, c) => (c === "neuron" ? neuronLink(row, String(row.neuron)) : row[c])));
 }
