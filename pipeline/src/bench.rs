@@ -16,9 +16,11 @@ pub fn run(
     what: BenchTarget,
     rows: usize,
     memory_limit: usize,
+    corpus_bytes: usize,
     lake: &LakeArgs,
 ) -> Result<()> {
     match what {
+        BenchTarget::Prepare => bench_prepare(ctx, corpus_bytes),
         BenchTarget::Train => bench_train(ctx),
         BenchTarget::Record => bench_record(ctx),
         BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit, lake),
@@ -273,6 +275,118 @@ fn bench_record(ctx: &Ctx) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `prepare` on a generated corpus of `bytes` (documents drawn at random from the configured
+/// corpus, written as one `.txt` file): the BPE pass and the tokenising pass timed apart, the
+/// cores they kept busy, and the peak memory, which stays bounded whatever the corpus size.
+fn bench_prepare(ctx: &Ctx, bytes: usize) -> Result<()> {
+    use std::io::Write;
+    let tmp = tempfile::tempdir()?;
+    let corpus = tmp.path().join("corpus.txt");
+    let source = crate::corpus::read_corpus(
+        &crate::config::bundled(&ctx.cfg.data.corpus),
+        &ctx.cfg.data.text_field,
+    )?;
+    let mut rng = model::SplitMix64::new(ctx.cfg.data.seed, 0xc0de);
+    let started = Instant::now();
+    let mut out = std::io::BufWriter::with_capacity(4 << 20, std::fs::File::create(&corpus)?);
+    let mut written = 0usize;
+    while written < bytes {
+        let doc = &source[rng.below(source.len())].text;
+        out.write_all(doc.as_bytes())?;
+        out.write_all(b"\n\n")?;
+        written += doc.len() + 2;
+    }
+    out.flush()?;
+    drop(out);
+    println!(
+        "prepare: generated {:.2} GiB of text in {:.0} s ({})",
+        written as f64 / (1u64 << 30) as f64,
+        started.elapsed().as_secs_f64(),
+        corpus.display()
+    );
+    let lex = crate::lexicon::Lexicon::load(&crate::config::bundled(&ctx.cfg.data.lexicon))?;
+    let mut cfg = ctx.cfg.clone();
+    cfg.data.corpus = corpus.clone();
+    let run_ctx = Ctx {
+        layout: queries::layout::RunLayout::new(tmp.path().join("run")),
+        cfg,
+        ..ctx.clone()
+    };
+    reset_peak_rss();
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let hashed = crate::manifest::hash_path(&corpus)?;
+    let hash_s = t0.elapsed().as_secs_f64();
+    // The BPE pass alone, then the whole stage with that tokenizer given (no second BPE).
+    let (cpu1, t1) = (cpu_seconds(), Instant::now());
+    let tokenizer = crate::stages::prepare::tokenizer_for(&run_ctx, &corpus)?;
+    let (bpe_s, cpu2) = (t1.elapsed().as_secs_f64(), cpu_seconds());
+    let given = tmp.path().join("tokenizer.json");
+    crate::tokenize::save(&tokenizer, &given)?;
+    let mut run_ctx = run_ctx;
+    run_ctx.cfg.data.tokenizer = given;
+    let (cpu5, t5) = (cpu_seconds(), Instant::now());
+    let d = &run_ctx.cfg.data;
+    let survey = crate::preparation::survey(&corpus, &d.text_field, d.seed, d.val_fraction)?;
+    let (survey_s, cpu6) = (t5.elapsed().as_secs_f64(), cpu_seconds());
+    let (cpu3, t3) = (cpu_seconds(), Instant::now());
+    let summary = crate::stages::prepare::prepare(&run_ctx, &corpus, &lex, &survey)?;
+    let (prep_s, cpu4) = (t3.elapsed().as_secs_f64(), cpu_seconds());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mib_s = |s: f64| written as f64 / (1 << 20) as f64 / s;
+    println!(
+        "  input hash (sha256 {}…): {hash_s:.1} s, {:.0} MiB/s, {:.1} cores",
+        &hashed[..8],
+        mib_s(hash_s),
+        (cpu1 - cpu0) / hash_s
+    );
+    println!(
+        "  survey pass (every document parsed, counted and split before anything is written): {survey_s:.1} s, {:.0} MiB/s, {:.1} cores",
+        mib_s(survey_s),
+        (cpu6 - cpu5) / survey_s
+    );
+    println!(
+        "  BPE training pass: {bpe_s:.1} s, {:.1} MiB/s, {:.1} of {cores} cores busy",
+        mib_s(bpe_s),
+        (cpu2 - cpu1) / bpe_s
+    );
+    println!(
+        "  tokenise and write pass: {prep_s:.1} s, {:.1} MiB/s, {:.1} of {cores} cores busy",
+        mib_s(prep_s),
+        (cpu4 - cpu3) / prep_s
+    );
+    println!(
+        "  {} documents, {} train tokens, {} evaluation tokens; peak memory {:.0} MiB for {:.0} MiB of text",
+        summary.documents,
+        summary.train_tokens,
+        summary.eval_tokens,
+        peak_rss_mib().unwrap_or(f64::NAN),
+        written as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+/// Starts a new peak for `peak_rss_mib` (Linux: writing 5 to `clear_refs` resets `VmHWM`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// CPU time (user + system) this process has used, in seconds (Linux `/proc/self/stat`).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after the name), in clock
+    // ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.

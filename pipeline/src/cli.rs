@@ -109,6 +109,10 @@ pub enum Command {
         /// Memory DataFusion may use before spilling, in MiB (`bench analyze`).
         #[arg(long, default_value_t = 4096)]
         memory_mib: usize,
+        /// Size of the generated corpus, in MiB (`bench prepare`; it needs this much free disk
+        /// in the temporary folder).
+        #[arg(long, default_value_t = 5120)]
+        corpus_mib: usize,
         #[command(flatten)]
         lake: LakeArgs,
     },
@@ -285,6 +289,9 @@ pub enum BenchTarget {
     /// Time and memory of matching n features across two checkpoints (the `matching` table),
     /// for n from 512 up to the largest the config allows.
     Matching,
+    /// Streaming `prepare` over a generated corpus larger than memory (`--corpus-mib`): MB/s of
+    /// each pass, cores used, and peak memory.
+    Prepare,
     /// Response times of `pipeline serve` over the configured run: neuron pages, searches,
     /// steering requests.
     Serve,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 /// A document and where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +58,21 @@ pub enum CorpusError {
     Empty(PathBuf),
 }
 
-/// Reads every document under `path`.
+/// Reads every document under `path` into memory (small corpora and tests; `prepare` streams
+/// with [`stream_corpus`]).
 pub fn read_corpus(path: &Path, text_field: &str) -> Result<Vec<Document>, CorpusError> {
+    let docs = stream_corpus(path, text_field)?.collect::<Result<Vec<_>, _>>()?;
+    if docs.is_empty() {
+        return Err(CorpusError::Empty(path.to_owned()));
+    }
+    Ok(docs)
+}
+
+/// Every document under `path`, one at a time, so a corpus larger than memory can be read:
+/// memory holds one document (one line of JSON, one Parquet record batch; a gzipped Parquet
+/// file, which cannot be read without seeking, whole). Files are read in name order; an error
+/// names the file and the line or byte offset.
+pub fn stream_corpus(path: &Path, text_field: &str) -> Result<Documents, CorpusError> {
     if !path.exists() {
         return Err(CorpusError::Missing(path.to_owned()));
     }
@@ -68,46 +81,226 @@ pub fn read_corpus(path: &Path, text_field: &str) -> Result<Vec<Document>, Corpu
     if files.is_empty() {
         return Err(CorpusError::NoFiles(path.to_owned()));
     }
-    let mut docs = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_lowercase();
-        let stem = name.strip_suffix(".gz").unwrap_or(&name);
-        let texts = if stem.ends_with(".parquet") {
-            read_parquet(file, text_field)?
-        } else {
-            let text = read_text(file)?;
-            if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
-                read_jsonl(file, &text, text_field)?
-            } else {
-                split_paragraphs(&text)
+    Ok(Documents {
+        root: path.to_owned(),
+        field: text_field.to_owned(),
+        files: files.into_iter(),
+        current: None,
+    })
+}
+
+/// The documents of a corpus, in order (see [`stream_corpus`]).
+pub struct Documents {
+    root: PathBuf,
+    field: String,
+    files: std::vec::IntoIter<PathBuf>,
+    /// The file being read: its label, the texts it yields, and how many it has yielded.
+    current: Option<(String, Texts, usize)>,
+}
+
+type Texts = Box<dyn Iterator<Item = Result<String, CorpusError>> + Send>;
+
+impl Iterator for Documents {
+    type Item = Result<Document, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((label, texts, i)) = &mut self.current {
+                match texts.next() {
+                    Some(Ok(text)) => {
+                        *i += 1;
+                        // Blank documents are skipped but keep their number, so ids do not
+                        // shift when a blank line of JSON is filled in.
+                        if text.trim().is_empty() {
+                            continue;
+                        }
+                        return Some(Ok(Document {
+                            id: format!("{label}#{}", *i - 1),
+                            text,
+                        }));
+                    }
+                    Some(Err(e)) => {
+                        self.files = Vec::new().into_iter();
+                        self.current = None;
+                        return Some(Err(e));
+                    }
+                    None => self.current = None,
+                }
             }
-        };
-        // The id names the file as seen from the corpus root (a single file: its name), so
-        // the same corpus gives the same ids, split and results wherever it lives and
-        // whichever directory the pipeline runs from.
-        let label = match file.strip_prefix(path) {
-            Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
-            _ => name.clone(),
-        };
-        docs.extend(
-            texts
-                .into_iter()
-                .enumerate()
-                .filter(|(_, t)| !t.trim().is_empty())
-                .map(|(i, text)| Document {
-                    id: format!("{label}#{i}"),
-                    text,
-                }),
-        );
+            let file = self.files.next()?;
+            match open_texts(&file, &self.field) {
+                Ok(texts) => self.current = Some((label(&file, &self.root), texts, 0)),
+                Err(e) => {
+                    self.files = Vec::new().into_iter();
+                    return Some(Err(e));
+                }
+            }
+        }
     }
-    if docs.is_empty() {
-        return Err(CorpusError::Empty(path.to_owned()));
+}
+
+/// The id prefix of a file: its path as seen from the corpus root (a single file: its name), so
+/// the same corpus gives the same ids, split and results wherever it lives and whichever
+/// directory the pipeline runs from.
+fn label(file: &Path, root: &Path) -> String {
+    match file.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_string_lossy().into_owned(),
+        _ => lower_name(file),
     }
-    Ok(docs)
+}
+
+fn lower_name(file: &Path) -> String {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_lowercase()
+}
+
+/// The texts of one file, by its format.
+fn open_texts(file: &Path, field: &str) -> Result<Texts, CorpusError> {
+    let name = lower_name(file);
+    let stem = name.strip_suffix(".gz").unwrap_or(&name);
+    if stem.ends_with(".parquet") {
+        return parquet_texts(file, field);
+    }
+    let lines = Lines::open(file)?;
+    if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
+        Ok(Box::new(json_texts(
+            lines,
+            file.to_owned(),
+            field.to_owned(),
+        )))
+    } else {
+        Ok(Box::new(Paragraphs { lines }))
+    }
+}
+
+/// The lines of a text file (gzip-decompressed if `.gz`), each checked to be UTF-8, without
+/// their line ending (`\n` or `\r\n`, as `str::lines`).
+struct Lines {
+    path: PathBuf,
+    reader: std::io::BufReader<Box<dyn Read + Send>>,
+    /// Bytes read so far: the offset named when a line is not UTF-8.
+    offset: usize,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn open(path: &Path) -> Result<Self, CorpusError> {
+        let file = std::fs::File::open(path).map_err(|source| CorpusError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let gz = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        let inner: Box<dyn Read + Send> = if gz {
+            Box::new(flate2::read::MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            reader: std::io::BufReader::with_capacity(1 << 20, inner),
+            offset: 0,
+            buf: Vec::new(),
+        })
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<String, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        self.buf.clear();
+        match self.reader.read_until(b'\n', &mut self.buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(source) => {
+                return Some(Err(CorpusError::Io {
+                    path: self.path.clone(),
+                    source,
+                }));
+            }
+        }
+        let start = self.offset;
+        self.offset += self.buf.len();
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+            if self.buf.last() == Some(&b'\r') {
+                self.buf.pop();
+            }
+        }
+        // A newline byte never occurs inside a multi-byte character, so checking line by line
+        // finds the same first bad byte as checking the whole file.
+        Some(match std::str::from_utf8(&self.buf) {
+            Ok(line) => Ok(line.to_owned()),
+            Err(e) => Err(CorpusError::NotUtf8 {
+                path: self.path.clone(),
+                offset: start + e.valid_up_to(),
+            }),
+        })
+    }
+}
+
+/// Documents of a `.txt` file: runs of lines separated by one or more blank lines.
+struct Paragraphs {
+    lines: Lines,
+}
+
+impl Iterator for Paragraphs {
+    type Item = Result<String, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut current: Option<String> = None;
+        for line in self.lines.by_ref() {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
+            };
+            if line.trim().is_empty() {
+                if current.is_some() {
+                    return current.map(Ok);
+                }
+            } else if let Some(doc) = &mut current {
+                doc.push('\n');
+                doc.push_str(&line);
+            } else {
+                current = Some(line);
+            }
+        }
+        current.map(Ok)
+    }
+}
+
+/// Texts of a JSON-lines file: the string field `field` of each non-blank line.
+fn json_texts(
+    lines: Lines,
+    path: PathBuf,
+    field: String,
+) -> impl Iterator<Item = Result<String, CorpusError>> + Send {
+    lines
+        .enumerate()
+        .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(move |(i, line)| {
+            let line = line?;
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| CorpusError::BadJson {
+                    path: path.clone(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })?;
+            value
+                .get(&field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| CorpusError::MissingField {
+                    path: path.clone(),
+                    line: i + 1,
+                    field: field.clone(),
+                })
+        })
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
@@ -162,14 +355,6 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CorpusError> {
     Ok(raw)
 }
 
-fn read_text(path: &Path) -> Result<String, CorpusError> {
-    let bytes = read_bytes(path)?;
-    String::from_utf8(bytes).map_err(|e| CorpusError::NotUtf8 {
-        path: path.to_owned(),
-        offset: e.utf8_error().valid_up_to(),
-    })
-}
-
 /// Documents of a `.txt` file: runs of text separated by one or more blank lines.
 pub fn split_paragraphs(text: &str) -> Vec<String> {
     let mut docs = Vec::new();
@@ -190,39 +375,44 @@ pub fn split_paragraphs(text: &str) -> Vec<String> {
     docs
 }
 
-fn read_jsonl(path: &Path, text: &str, field: &str) -> Result<Vec<String>, CorpusError> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| CorpusError::BadJson {
-                path: path.to_owned(),
-                line: i + 1,
-                message: e.to_string(),
-            })?;
-        let text =
-            value
-                .get(field)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| CorpusError::MissingField {
-                    path: path.to_owned(),
-                    line: i + 1,
-                    field: field.to_owned(),
-                })?;
-        out.push(text.to_owned());
-    }
-    Ok(out)
+/// Texts of a Parquet file's string column `field`, one record batch at a time (nulls skipped).
+fn parquet_texts(path: &Path, field: &str) -> Result<Texts, CorpusError> {
+    let gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let (reader, column) = if gz {
+        // Parquet needs to seek; a gzipped file is decompressed into memory first.
+        let bytes = bytes::Bytes::from(read_bytes(path)?);
+        batches(ParquetRecordBatchReaderBuilder::try_new(bytes), path, field)?
+    } else {
+        let file = std::fs::File::open(path).map_err(|source| CorpusError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        batches(ParquetRecordBatchReaderBuilder::try_new(file), path, field)?
+    };
+    Ok(Box::new(ParquetTexts {
+        path: path.to_owned(),
+        reader,
+        column,
+        pending: Vec::new().into_iter(),
+    }))
 }
 
-fn read_parquet(path: &Path, field: &str) -> Result<Vec<String>, CorpusError> {
-    let bad = |e: &dyn std::fmt::Display| CorpusError::BadParquet {
+fn bad_parquet(path: &Path, e: &dyn std::fmt::Display) -> CorpusError {
+    CorpusError::BadParquet {
         path: path.to_owned(),
         message: e.to_string(),
-    };
-    let bytes = bytes::Bytes::from(read_bytes(path)?);
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(&e))?;
+    }
+}
+
+/// The batch reader and the index of the text column, or an error listing the columns.
+fn batches<T: parquet::file::reader::ChunkReader + 'static>(
+    builder: parquet::errors::Result<ParquetRecordBatchReaderBuilder<T>>,
+    path: &Path,
+    field: &str,
+) -> Result<(ParquetRecordBatchReader, usize), CorpusError> {
+    let builder = builder.map_err(|e| bad_parquet(path, &e))?;
     let schema = builder.schema().clone();
     let column = schema.index_of(field).ok().filter(|&i| {
         matches!(
@@ -238,19 +428,42 @@ fn read_parquet(path: &Path, field: &str) -> Result<Vec<String>, CorpusError> {
             columns: columns.join(", "),
         });
     };
-    let mut out = Vec::new();
-    for batch in builder.build().map_err(|e| bad(&e))? {
-        let batch = batch.map_err(|e| bad(&e))?;
-        let col =
-            arrow::compute::cast(batch.column(column), &DataType::Utf8).map_err(|e| bad(&e))?;
-        let strings = col.as_string::<i32>();
-        out.extend(
-            (0..strings.len())
+    let reader = builder.build().map_err(|e| bad_parquet(path, &e))?;
+    Ok((reader, column))
+}
+
+struct ParquetTexts {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    column: usize,
+    /// The rest of the current batch's texts.
+    pending: std::vec::IntoIter<String>,
+}
+
+impl Iterator for ParquetTexts {
+    type Item = Result<String, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(text) = self.pending.next() {
+                return Some(Ok(text));
+            }
+            let batch = match self.reader.next()? {
+                Ok(b) => b,
+                Err(e) => return Some(Err(bad_parquet(&self.path, &e))),
+            };
+            let col = match arrow::compute::cast(batch.column(self.column), &DataType::Utf8) {
+                Ok(c) => c,
+                Err(e) => return Some(Err(bad_parquet(&self.path, &e))),
+            };
+            let strings = col.as_string::<i32>();
+            self.pending = (0..strings.len())
                 .filter(|&i| strings.is_valid(i))
-                .map(|i| strings.value(i).to_owned()),
-        );
+                .map(|i| strings.value(i).to_owned())
+                .collect::<Vec<_>>()
+                .into_iter();
+        }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -266,6 +479,30 @@ mod tests {
     }
 
     #[test]
+    fn streamed_paragraphs_equal_the_whole_text_split() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, text) in [
+            "a b\nc\n\n\n d \n\ne\n",
+            "one\r\ntwo\r\n\r\nthree\r",
+            "  \n\t\nx\n \ny",
+            "",
+            "no newline at the end",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("{i}.txt"));
+            std::fs::write(&path, text).unwrap();
+            let streamed: Vec<String> = Paragraphs {
+                lines: Lines::open(&path).unwrap(),
+            }
+            .map(Result::unwrap)
+            .collect();
+            assert_eq!(streamed, split_paragraphs(text), "{text:?}");
+        }
+    }
+
+    #[test]
     fn bad_inputs_name_file_and_place() {
         let dir = tempfile::tempdir().unwrap();
         let latin1 = dir.path().join("latin1.txt");
@@ -275,6 +512,10 @@ mod tests {
             err.contains("latin1.txt") && err.contains("offset 3"),
             "{err}"
         );
+        // Read line by line, the offset still counts from the start of the file.
+        std::fs::write(&latin1, b"ok\r\n\ncaf\xe9").unwrap();
+        let err = read_corpus(&latin1, "text").unwrap_err().to_string();
+        assert!(err.contains("offset 8"), "{err}");
 
         let jsonl = dir.path().join("d.jsonl");
         std::fs::write(&jsonl, "{\"text\": \"ok\"}\n{\"body\": \"no\"}\n").unwrap();

@@ -103,8 +103,9 @@ fn run(cli: Cli) -> Result<()> {
             what,
             rows,
             memory_mib,
+            corpus_mib,
             lake,
-        } => bench::run(&ctx, what, rows, memory_mib << 20, &lake),
+        } => bench::run(&ctx, what, rows, memory_mib << 20, corpus_mib << 20, &lake),
     }
 }
 

@@ -20,6 +20,42 @@ pub fn is_validation(doc_id: &str, seed: u64, val_fraction: f64) -> bool {
     (x as f64 / u64::MAX as f64) < val_fraction
 }
 
+/// How many documents a corpus holds and how many go to validation: a pass over the whole
+/// corpus before anything is written, so bad input (a line that is not JSON, a file that is
+/// not UTF-8, too few documents to split) fails the stage with nothing written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Survey {
+    pub documents: usize,
+    pub val_documents: usize,
+}
+
+pub fn survey(
+    corpus: &std::path::Path,
+    text_field: &str,
+    seed: u64,
+    val_fraction: f64,
+) -> Result<Survey> {
+    let mut n = Survey {
+        documents: 0,
+        val_documents: 0,
+    };
+    for doc in crate::corpus::stream_corpus(corpus, text_field)? {
+        let doc = doc?;
+        n.documents += 1;
+        n.val_documents += is_validation(&doc.id, seed, val_fraction) as usize;
+    }
+    if n.documents == 0 {
+        return Err(crate::corpus::CorpusError::Empty(corpus.to_owned()).into());
+    }
+    anyhow::ensure!(
+        n.val_documents > 0 && n.val_documents < n.documents,
+        "the corpus has {} documents: too few to hold out `data.val_fraction` = {val_fraction} for validation; add text \
+         (documents are separated by blank lines) or change the fraction",
+        n.documents
+    );
+    Ok(n)
+}
+
 /// The labelled evaluation tokens, and the share of alphabetic words that got a concept.
 pub fn token_table(
     tokenizer: &Tokenizer,

@@ -12,8 +12,8 @@ use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// Trains a byte-level BPE with `vocab_size` entries (the end-of-text token included).
-pub fn train_bpe<'a>(
-    texts: impl Iterator<Item = &'a str> + Send,
+pub fn train_bpe<S: AsRef<str> + Send>(
+    texts: impl Iterator<Item = S> + Send,
     vocab_size: usize,
 ) -> Result<Tokenizer> {
     let mut trainer = BpeTrainerBuilder::new()
