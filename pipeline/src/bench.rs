@@ -10,20 +10,29 @@ use queries::tables::activations::ActivationRow;
 use crate::cli::{BenchTarget, LakeArgs};
 use crate::stages::Ctx;
 
+/// Settings of the benchmarks (the `pipeline bench` flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Activation rows of the generated lake (`analyze`).
+    pub rows: usize,
+    /// Bytes DataFusion (and DuckDB) may use before spilling (`analyze`).
+    pub memory_limit: usize,
+    /// Size of the generated corpus (`prepare`).
+    pub corpus_bytes: usize,
+    /// Also time DuckDB on the same files (`analyze`).
+    pub compare_duckdb: bool,
+    /// The configured run's lake instead of a generated one (`analyze`).
+    pub on_run: bool,
+}
+
 /// Runs a benchmark.
-pub fn run(
-    ctx: &Ctx,
-    what: BenchTarget,
-    rows: usize,
-    memory_limit: usize,
-    corpus_bytes: usize,
-    lake: &LakeArgs,
-) -> Result<()> {
+pub fn run(ctx: &Ctx, what: BenchTarget, o: &Options, lake: &LakeArgs) -> Result<()> {
+    let (rows, memory_limit) = (o.rows, o.memory_limit);
     match what {
-        BenchTarget::Prepare => bench_prepare(ctx, corpus_bytes),
+        BenchTarget::Prepare => bench_prepare(ctx, o.corpus_bytes),
         BenchTarget::Train => bench_train(ctx),
         BenchTarget::Record => bench_record(ctx),
-        BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit, lake),
+        BenchTarget::Analyze => bench_analyze(ctx, rows, memory_limit, lake, o),
         BenchTarget::Sae => bench_sae(ctx),
         BenchTarget::Matching => bench_matching(),
         BenchTarget::Serve => crate::serve::bench::run(ctx),
@@ -407,38 +416,26 @@ fn peak_rss_mib() -> Option<f64> {
 /// derived table under a memory limit, so queries must spill rather than fail. With
 /// `--engine ballista`, the same tables are then computed on local clusters of 1 and 2
 /// executors, and the ratio to in-process DataFusion printed.
-fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize, lake: &LakeArgs) -> Result<()> {
+fn bench_analyze(
+    ctx: &Ctx,
+    rows: usize,
+    memory_limit: usize,
+    lake: &LakeArgs,
+    o: &Options,
+) -> Result<()> {
     use queries::engine::Engine;
-    use queries::synthetic::{LakeSpec, write_lake};
-
-    let spec = LakeSpec {
-        d: lake.neurons,
-        layers: lake.layers,
-        steps: lake.checkpoints,
-        models: LakeSpec::with_rows(rows)
-            .models
-            .into_iter()
-            .take(lake.models.clamp(1, 2))
-            .collect(),
-        ..LakeSpec::with_rows(rows)
-    };
     let dir = tempfile::tempdir()?;
     let run = dir.path();
-    println!(
-        "analyze bench: {} activation rows = {} models × {} checkpoints × {} layers × {} tokens × k = {} of {} neurons; memory limit {} MiB",
-        spec.models.len() * spec.steps * spec.layers * spec.tokens() * spec.k,
-        spec.models.len(),
-        spec.steps,
-        spec.layers,
-        spec.tokens(),
-        spec.k,
-        spec.d,
-        memory_limit >> 20
-    );
-    let started = Instant::now();
-    write_lake(run, &spec)?;
-    println!("  generated in {:.1} s", started.elapsed().as_secs_f64());
-
+    if o.on_run {
+        link_run_lake(ctx, run)?;
+        println!(
+            "analyze bench on the lake of {}; memory limit {} MiB",
+            ctx.layout.root().display(),
+            memory_limit >> 20
+        );
+    } else {
+        generate_lake(run, rows, memory_limit, lake)?;
+    }
     let rt = crate::stages::analyze::runtime()?;
     let params = ctx.cfg.analyze.clone();
     let analyse = |engine: Engine| {
@@ -464,23 +461,174 @@ fn bench_analyze(ctx: &Ctx, rows: usize, memory_limit: usize, lake: &LakeArgs) -
     };
     let (n_rows, local) = analyse(Engine::DataFusion)?;
     println!("  DataFusion in this process:");
-    for o in &local {
+    for t in &local {
         println!(
             "  {:<17} {:>9} rows out  {:>7.1} s  {:>12.0} input rows/s",
-            o.name,
-            o.rows,
-            o.seconds,
-            n_rows / o.seconds
+            t.name,
+            t.rows,
+            t.seconds,
+            n_rows / t.seconds
         );
     }
     let local_total: f64 = local.iter().map(|o| o.seconds).sum();
     println!("  {:<17} {:>9}           {local_total:>7.1} s", "all", "");
+    if o.compare_duckdb {
+        compare_duckdb(run, &params, memory_limit, &local)?;
+    }
     if ctx.cfg.engine.kind == queries::engine::EngineKind::Ballista {
         bench_ballista(&rt, &analyse, &local, local_total)?;
     }
     if let Some(peak) = peak_rss_mib() {
         println!("  peak resident memory of the process: {peak:.0} MiB");
     }
+    Ok(())
+}
+
+/// A temporary run whose recorded tables are links to the configured run's, so `analyze`
+/// reads them and writes its derived tables here, never into the run.
+fn link_run_lake(ctx: &Ctx, to: &std::path::Path) -> Result<()> {
+    let from = &ctx.layout;
+    let links = queries::layout::RunLayout::new(to);
+    for (src, dst) in [
+        (from.tokens(), links.tokens()),
+        (from.activations_dir(), links.activations_dir()),
+        (from.neurons_dir(), links.neurons_dir()),
+    ] {
+        anyhow::ensure!(
+            src.exists(),
+            "{} does not exist; run `pipeline run all` (or record) first",
+            src.display()
+        );
+        std::fs::create_dir_all(dst.parent().expect("inside the run"))?;
+        std::os::unix::fs::symlink(std::path::absolute(&src)?, &dst)?;
+    }
+    Ok(())
+}
+
+/// Writes a generated lake of `rows` activation rows into `run`.
+fn generate_lake(
+    run: &std::path::Path,
+    rows: usize,
+    memory_limit: usize,
+    lake: &LakeArgs,
+) -> Result<()> {
+    use queries::synthetic::{LakeSpec, write_lake};
+    let spec = LakeSpec {
+        d: lake.neurons,
+        layers: lake.layers,
+        steps: lake.checkpoints,
+        models: LakeSpec::with_rows(rows)
+            .models
+            .into_iter()
+            .take(lake.models.clamp(1, 2))
+            .collect(),
+        ..LakeSpec::with_rows(rows)
+    };
+    println!(
+        "analyze bench: {} activation rows = {} models × {} checkpoints × {} layers × {} tokens × k = {} of {} neurons; memory limit {} MiB",
+        spec.models.len() * spec.steps * spec.layers * spec.tokens() * spec.k,
+        spec.models.len(),
+        spec.steps,
+        spec.layers,
+        spec.tokens(),
+        spec.k,
+        spec.d,
+        memory_limit >> 20
+    );
+    let started = Instant::now();
+    write_lake(run, &spec)?;
+    println!("  generated in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Every derived table computed by DuckDB (`bench/duckdb_analyze.py`) over the files of `run`,
+/// with as many threads and as much memory, and its time beside DataFusion's.
+fn compare_duckdb(
+    run: &std::path::Path,
+    params: &queries::sql::AnalysisParams,
+    memory_limit: usize,
+    local: &[queries::analysis::DerivedOutput],
+) -> Result<()> {
+    let out = tempfile::tempdir()?;
+    let layout = queries::layout::RunLayout::new(run);
+    let tables: serde_json::Map<String, serde_json::Value> = layout
+        .tables()
+        .into_iter()
+        .filter(|(_, path, _)| path.exists())
+        .map(|(name, path, partitioned)| {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            (
+                name.to_owned(),
+                serde_json::json!({"path": path, "partitioned": partitioned}),
+            )
+        })
+        .collect();
+    let derived: Vec<serde_json::Value> = queries::sql::DERIVED_TABLES
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "name": t.name,
+                "sql": params.render(t.sql).replace("{{slice}}", "TRUE"),
+            })
+        })
+        .collect();
+    let spec = serde_json::json!({
+        "threads": std::thread::available_parallelism().map_or(2, |n| n.get()),
+        "memory_mib": memory_limit >> 20,
+        "tables": tables,
+        "views": queries::session::VIEWS,
+        "derived": derived,
+        "out_dir": out.path(),
+    });
+    let spec_path = out.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
+    let script = crate::config::bundled("bench/duckdb_analyze.py");
+    let result = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&spec_path)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run python3 {}: {e}", script.display()))?;
+    anyhow::ensure!(
+        result.status.success(),
+        "{} failed (is DuckDB installed? `pip install duckdb`):\n{}",
+        script.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&result.stdout)?;
+    println!(
+        "  DuckDB {} over the same files, same threads and memory limit:",
+        answer["duckdb"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  {:<17} {:>9} {:>9} {:>10} {:>10} {:>7}",
+        "table", "rows", "rows DDB", "DataFusion", "DuckDB", "ratio"
+    );
+    let mut ratios = Vec::new();
+    for o in local {
+        let d = &answer["tables"][o.name];
+        let (seconds, rows) = (
+            d["seconds"].as_f64().unwrap_or(f64::NAN),
+            d["rows"].as_u64().unwrap_or(0),
+        );
+        let ratio = o.seconds / seconds;
+        ratios.push(ratio);
+        println!(
+            "  {:<17} {:>9} {:>9} {:>9.2}s {:>9.2}s {:>6.2}×",
+            o.name, o.rows, rows, o.seconds, seconds, ratio
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    let total_df: f64 = local.iter().map(|o| o.seconds).sum();
+    let total_ddb: f64 = local
+        .iter()
+        .map(|o| answer["tables"][o.name]["seconds"].as_f64().unwrap_or(0.0))
+        .sum();
+    println!(
+        "  all: DataFusion {total_df:.1} s, DuckDB {total_ddb:.1} s ({:.2}×); ratio median {:.2}×, max {:.2}×",
+        total_df / total_ddb,
+        ratios[ratios.len() / 2],
+        ratios.last().copied().unwrap_or(f64::NAN)
+    );
     Ok(())
 }
 

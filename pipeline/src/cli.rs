@@ -109,6 +109,15 @@ pub enum Command {
         /// Memory DataFusion may use before spilling, in MiB (`bench analyze`).
         #[arg(long, default_value_t = 4096)]
         memory_mib: usize,
+        /// `bench analyze`: also compute every derived table with another engine over the same
+        /// files, in the same sitting, and print the time ratios (DuckDB through
+        /// `bench/duckdb_analyze.py`; needs `pip install duckdb`).
+        #[arg(long, value_parser = ["duckdb"])]
+        compare: Option<String>,
+        /// `bench analyze`: the configured run's recorded tables instead of a generated lake
+        /// (read only; the derived tables go to a temporary folder).
+        #[arg(long)]
+        on_run: bool,
         /// Size of the generated corpus, in MiB (`bench prepare`; it needs this much free disk
         /// in the temporary folder).
         #[arg(long, default_value_t = 5120)]

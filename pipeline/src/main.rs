@@ -104,8 +104,21 @@ fn run(cli: Cli) -> Result<()> {
             rows,
             memory_mib,
             corpus_mib,
+            compare,
+            on_run,
             lake,
-        } => bench::run(&ctx, what, rows, memory_mib << 20, corpus_mib << 20, &lake),
+        } => bench::run(
+            &ctx,
+            what,
+            &bench::Options {
+                rows,
+                memory_limit: memory_mib << 20,
+                corpus_bytes: corpus_mib << 20,
+                compare_duckdb: compare.is_some(),
+                on_run,
+            },
+            &lake,
+        ),
     }
 }
 

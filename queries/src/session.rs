@@ -25,7 +25,9 @@ pub struct SessionOptions {
 /// `activations` (values as FLOAT, however stored) and `latest_activations` (each model's
 /// last recorded step).
 pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<SessionContext> {
-    let mut config = SessionConfig::new().with_information_schema(true);
+    // DATAFUSION_* environment variables (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS=4) tune
+    // the engine without a rebuild; the settings below come on top.
+    let mut config = SessionConfig::from_env()?.with_information_schema(true);
     if let Some(n) = options.target_partitions {
         config = config.with_target_partitions(n);
     }
@@ -51,13 +53,18 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
         }
     }
     if ctx.table_exist("activations_stored")? {
-        ctx.sql(include_str!("../sql/views/activations.sql"))
-            .await?;
-        ctx.sql(include_str!("../sql/views/latest_activations.sql"))
-            .await?;
+        for view in VIEWS {
+            ctx.sql(view).await?;
+        }
     }
     Ok(ctx)
 }
+
+/// The views over `activations_stored`, in the order they are created.
+pub const VIEWS: [&str; 2] = [
+    include_str!("../sql/views/activations.sql"),
+    include_str!("../sql/views/latest_activations.sql"),
+];
 
 /// Registers one Parquet file or Hive-partitioned folder, by absolute path: on a cluster the
 /// plan travels to executors whose working directory is not ours.
