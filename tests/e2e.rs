@@ -527,3 +527,48 @@ fn a_hugging_face_series_runs_through_every_stage() {
     );
     assert!(!other.path().join("e2e/train/m").exists());
 }
+
+#[test]
+fn a_second_seed_is_trained_apart_and_matched_to_the_first_at_every_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = r#"models=["topk", "topk-seed2", "dense"]"#;
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all", "--set", models]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = |q: &str| -> Vec<String> {
+        let o = pipeline(
+            tmp.path(),
+            &fixture(),
+            &["sql", q, "--format", "csv", "--set", models],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    };
+    // Another seed: another initialisation, so other weights and another loss curve.
+    let losses = csv(
+        "SELECT model, val_loss FROM metrics WHERE step = 0 AND model IN ('topk', 'topk-seed2') ORDER BY model",
+    );
+    assert_eq!(losses.len(), 2);
+    assert_ne!(
+        losses[0].split(',').nth(1),
+        losses[1].split(',').nth(1),
+        "{losses:?}"
+    );
+    // Matched to `topk` at every step both have, in every layer, one row each.
+    let steps = csv("SELECT DISTINCT step FROM neuron_stats WHERE model = 'topk' ORDER BY step");
+    let rows = csv(
+        "SELECT layer, step, step_prev = step, model_prev, n_alive, share_stable FROM stability \
+         WHERE model = 'topk-seed2' AND comparison = 'seeds' ORDER BY layer, step",
+    );
+    assert_eq!(rows.len(), 3 * steps.len(), "{rows:?}");
+    for r in &rows {
+        let f: Vec<&str> = r.split(',').collect();
+        assert_eq!((f[2], f[3]), ("true", "topk"), "{r}");
+        let share: f64 = f[5].parse().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{r}");
+    }
+}

@@ -265,6 +265,39 @@ pub struct PipelineConfig {
     pub cluster: ClusterSection,
 }
 
+/// The two models this project trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    TopK,
+    Dense,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::TopK => "topk",
+            ModelKind::Dense => "dense",
+        }
+    }
+}
+
+/// What a trained model's name says: its kind and seed number (1 for `topk` and `dense`, n for
+/// `topk-seedN` / `dense-seedN` with n ≥ 2); `None` for any other name.
+pub fn trained_model(name: &str) -> Option<(ModelKind, u64)> {
+    let (kind, rest) = if let Some(rest) = name.strip_prefix("topk") {
+        (ModelKind::TopK, rest)
+    } else {
+        (ModelKind::Dense, name.strip_prefix("dense")?)
+    };
+    if rest.is_empty() {
+        return Some((kind, 1));
+    }
+    let digits = rest.strip_prefix("-seed")?;
+    let n: u64 = digits.parse().ok()?;
+    // One spelling per seed: `topk-seed2`, not `topk-seed02` or `topk-seed+2`.
+    (n >= 2 && n.to_string() == digits).then_some((kind, n))
+}
+
 /// A data path as configured; a relative `data/...` path that does not exist from the working
 /// directory is looked up in the source tree's bundled `data/` (so the defaults work from
 /// anywhere). Other paths are returned as given, so errors name what the user wrote.
@@ -444,10 +477,9 @@ impl PipelineConfig {
                     "`models` contains \"{m}\": a model name may use letters, digits, `-`, `_` and `.` (and is not `.` or `..`)"
                 );
             }
-            let trainable = m == "topk" || m == "dense";
-            if self.load.source.as_os_str().is_empty() && !trainable {
+            if self.load.source.as_os_str().is_empty() && trained_model(m).is_none() {
                 bail!(
-                    "`models` contains \"{m}\": each must be \"topk\" or \"dense\" (other names need `load.source`)"
+                    "`models` contains \"{m}\": each must be \"topk\" or \"dense\", or another seed of one, \"topk-seed2\", \"dense-seed3\", … (other names need `load.source`)"
                 );
             }
         }
@@ -519,13 +551,39 @@ impl PipelineConfig {
         self.run.dir.join(&self.run.name)
     }
 
-    /// Model config of one named model (`dense` turns every block dense).
+    /// Model config of one named model (`dense` and its seeds turn every block dense).
     pub fn model_config(&self, name: &str, vocab_size: usize) -> GptConfig {
         let cfg = GptConfig {
             vocab_size,
             ..self.model.clone()
         };
-        if name == "dense" { cfg.dense() } else { cfg }
+        match trained_model(name) {
+            Some((ModelKind::Dense, _)) => cfg.dense(),
+            _ => cfg,
+        }
+    }
+
+    /// The training settings of one named model: `train` with the seed of its number
+    /// (`topk-seed2` trains with `train.seed + 1`: another initialisation and data order).
+    pub fn train_config(&self, name: &str) -> model::train::TrainingConfig {
+        let offset = trained_model(name).map_or(0, |(_, n)| n - 1);
+        model::train::TrainingConfig {
+            seed: self.train.seed + offset,
+            ..self.train.clone()
+        }
+    }
+
+    /// Pairs (model, another seed of it) both in `models`, whose neurons `analyze` matches
+    /// at every step they share (`comparison = 'seeds'` in `matching` and `stability`).
+    pub fn seed_pairs(&self) -> Vec<(String, String)> {
+        self.models
+            .iter()
+            .filter_map(|m| {
+                let (kind, n) = trained_model(m)?;
+                let base = kind.name().to_owned();
+                (n > 1 && self.models.contains(&base)).then(|| (base, m.clone()))
+            })
+            .collect()
     }
 
     /// Entries recorded per token and layer.
@@ -891,6 +949,41 @@ pub fn commented_toml(cfg: &PipelineConfig) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod seed_tests {
+    use super::*;
+
+    #[test]
+    fn seed_names_say_kind_and_seed_and_pair_with_their_base() {
+        assert_eq!(trained_model("topk"), Some((ModelKind::TopK, 1)));
+        assert_eq!(trained_model("dense-seed3"), Some((ModelKind::Dense, 3)));
+        for bad in [
+            "topk-seed1",
+            "topk-seed02",
+            "topk-seed+2",
+            "topk-2",
+            "topkx",
+            "sae",
+        ] {
+            assert_eq!(trained_model(bad), None, "{bad}");
+        }
+        let mut cfg = PipelineConfig::defaults(Preset::Tiny);
+        cfg.models = ["topk", "topk-seed2", "dense-seed2"]
+            .map(String::from)
+            .to_vec();
+        cfg.sae.enabled = false;
+        cfg.validate().unwrap();
+        // dense-seed2 has no `dense` to be compared with.
+        assert_eq!(cfg.seed_pairs(), vec![("topk".into(), "topk-seed2".into())]);
+        assert_eq!(cfg.train_config("topk-seed2").seed, cfg.train.seed + 1);
+        assert_eq!(cfg.train_config("topk").seed, cfg.train.seed);
+        assert_eq!(
+            cfg.model_config("dense-seed2", 300).n_nontopk,
+            cfg.model.n_layers
+        );
+    }
 }
 
 #[cfg(test)]

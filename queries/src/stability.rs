@@ -334,4 +334,53 @@ mod tests {
         assert!((three.cosine - 1.0).abs() < 1e-12);
         assert_eq!(m.iter().filter(|x| x.alive_prev).count(), 2);
     }
+
+    #[test]
+    fn a_copy_with_permuted_neurons_is_matched_back_exactly() {
+        // A "second seed" that is the first model with its 64 neurons renamed: matching must
+        // find the renaming, every pair at cosine 1, whatever the permutation.
+        let n = 64usize;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut perm: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            perm.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        let mut a = Vec::new();
+        for token in 0..400u32 {
+            for _ in 0..6 {
+                let f = (next() % n as u64) as u16;
+                if !a
+                    .iter()
+                    .any(|r: &ActivationRow| r.token_index == token && r.neuron == f)
+                {
+                    a.push(ActivationRow {
+                        neuron: f,
+                        token_index: token,
+                        value: 0.5 + (next() % 1000) as f32 / 100.0,
+                    });
+                }
+            }
+        }
+        let mut b: Rows = a
+            .iter()
+            .map(|r| ActivationRow {
+                neuron: perm[r.neuron as usize] as u16,
+                ..*r
+            })
+            .collect();
+        b.sort_by_key(|r| (r.token_index, r.neuron));
+        let matches = match_features(&a, &b, n);
+        assert_eq!(matches.len(), n);
+        for m in &matches {
+            assert_eq!(m.next, perm[m.prev], "neuron {}", m.prev);
+            assert!((m.cosine - 1.0).abs() < 1e-9, "{}", m.cosine);
+            assert!(m.alive_prev);
+        }
+    }
 }

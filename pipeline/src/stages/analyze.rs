@@ -38,15 +38,15 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
             let params = ctx.cfg.analyze.clone();
             let metadata = vec![("run_id", ctx.run_id())];
             let n = queries::sql::DERIVED_TABLES.len() as u64 + 1;
-            // SAEs of the same checkpoint trained with two seeds: their run-to-run stability.
-            let seed_pairs = if ctx.cfg.sae.enabled && ctx.cfg.sae.second_seed != 0 {
-                vec![(
+            // Models trained with two seeds (`topk`, `topk-seed2`), and SAEs of the same
+            // checkpoint trained with two: their run-to-run stability.
+            let mut seed_pairs = ctx.cfg.seed_pairs();
+            if ctx.cfg.sae.enabled && ctx.cfg.sae.second_seed != 0 {
+                seed_pairs.push((
                     ctx.cfg.sae.series_name(false),
                     ctx.cfg.sae.series_name(true),
-                )]
-            } else {
-                vec![]
-            };
+                ));
+            }
             let engine = ctx.cfg.engine.engine()?;
             let bar = ctx.ui.bar(n, "analyze", "tables");
             let outputs = runtime()?.block_on(async {

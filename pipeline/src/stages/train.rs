@@ -69,7 +69,7 @@ fn train_models(ctx: &Ctx, summary: &PrepareSummary) -> Result<serde_json::Value
         let outcome = model::train::train(
             name,
             &model_cfg,
-            &ctx.cfg.train,
+            &ctx.cfg.train_config(name),
             train.ids(),
             val.ids(),
             &ctx.layout.model_dir(name),
