@@ -572,3 +572,59 @@ fn a_second_seed_is_trained_apart_and_matched_to_the_first_at_every_step() {
         assert!((0.0..=1.0).contains(&share), "{r}");
     }
 }
+
+#[test]
+fn steering_over_training_has_one_row_per_checkpoint_concept_strength_and_prompt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = r#"steer.checkpoints="all""#;
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all", "--set", all]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = |q: &str| -> Vec<String> {
+        let o = pipeline(
+            tmp.path(),
+            &fixture(),
+            &["sql", q, "--format", "csv", "--set", all],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    };
+    let prompts = std::fs::read_to_string(repo().join("data/prompts.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let strengths = 5; // the default steer.strengths: 0, 1, 2, 4, 8
+    // Every (model, step, concept) evaluated has each (strength, prompt) exactly once.
+    let groups = csv(
+        "SELECT model, step, concept, COUNT(*) AS n, COUNT(DISTINCT strength * 1000 + prompt_id) AS d \
+         FROM steering GROUP BY model, step, concept",
+    );
+    assert!(!groups.is_empty());
+    for g in &groups {
+        let f: Vec<&str> = g.split(',').collect();
+        assert_eq!(f[3], (strengths * prompts).to_string(), "{g}");
+        assert_eq!(f[3], f[4], "{g}");
+    }
+    // More than the last checkpoint, up to every one of each model.
+    let steps =
+        csv("SELECT model, COUNT(DISTINCT step) FROM steering GROUP BY model ORDER BY model");
+    let trained = csv("SELECT model, COUNT(*) FROM metrics GROUP BY model ORDER BY model");
+    assert_eq!(steps.len(), trained.len(), "{steps:?} {trained:?}");
+    for (s, t) in steps.iter().zip(&trained) {
+        let (s, t): (usize, usize) = (
+            s.split(',').nth(1).unwrap().parse().unwrap(),
+            t.split(',').nth(1).unwrap().parse().unwrap(),
+        );
+        assert!(s > 1 && s <= t, "{steps:?} {trained:?}");
+    }
+    assert!(
+        tmp.path()
+            .join("e2e/report/figures/steerability.png")
+            .exists()
+    );
+}

@@ -106,6 +106,15 @@ impl ValueType {
     }
 }
 
+/// Which checkpoints the steering evaluation runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SteerCheckpoints {
+    #[default]
+    Last,
+    All,
+}
+
 /// The steering evaluation (`steer` stage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +131,10 @@ pub struct SteerSection {
     pub prompts: PathBuf,
     /// Tokens generated per prompt.
     pub max_new_tokens: usize,
+    /// Checkpoints evaluated: `last` (each model's last), or `all` (steerability over
+    /// training: from which step a concept can be steered; time grows with the checkpoints).
+    #[serde(default)]
+    pub checkpoints: SteerCheckpoints,
     /// Sampling temperature (0: greedy).
     pub temperature: f32,
 }
@@ -358,6 +371,7 @@ impl PipelineConfig {
                 strengths: vec![0.0, 1.0, 2.0, 4.0, 8.0],
                 prompts: "data/prompts.txt".into(),
                 max_new_tokens: 20,
+                checkpoints: SteerCheckpoints::Last,
                 temperature: 0.8,
             },
             sae: SaeSection::defaults(),
@@ -726,6 +740,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
     ),
     ("steer.prompts", "neutral prompts to continue, one per line"),
     ("steer.max_new_tokens", "tokens generated per prompt"),
+    (
+        "steer.checkpoints",
+        "last (each model's last checkpoint) or all (steerability over training; time × checkpoints)",
+    ),
     ("steer.temperature", "sampling temperature (0: greedy)"),
     (
         "model.vocab_size",

@@ -105,6 +105,17 @@ query_row! {
 }
 
 query_row! {
+    /// `steerability.sql`: the best gain in concept share over unsteered, per checkpoint.
+    pub struct Steerability {
+        pub model: String,
+        pub concept: String,
+        pub step: u32,
+        pub gain: f64,
+        pub strength: f64,
+    }
+}
+
+query_row! {
     /// `steering_examples.sql`: texts at the largest strength.
     pub struct SteeringExample {
         pub model: String,

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use queries::results::{
     CrossLayer, FormationCount, FrequencyBin, LayerEntropy, LayerOverTraining, LossPoint,
-    StabilityPoint, SteeringDose,
+    StabilityPoint, Steerability, SteeringDose,
 };
 use reports::chart::{BarChart, LineChart, Series};
 use reports::html::FigureRef;
@@ -327,6 +327,29 @@ pub fn steering(rows: &[SteeringDose]) -> [Drawn; 2] {
             ),
         },
     ]
+}
+
+/// Steerability over training: from which checkpoint setting a concept's neurons raises the
+/// share of its words.
+pub fn steerability(rows: &[Steerability]) -> Drawn {
+    Drawn {
+        stem: "steerability",
+        title: "Steerability over training",
+        caption: "At each checkpoint, the concept's most specific neuron of each TopK layer (chosen at that checkpoint) is set to a multiple of its largest activation; the curve is the largest gain in the share of concept words over the unsteered text among the strengths tried. A concept is steerable from the step where the gain rises clear of zero.",
+        chart: Chart::Line(LineChart {
+            title: "Gain in concept share from steering, by checkpoint".into(),
+            x_label: "step + 1".into(),
+            y_label: "best gain in share of concept words".into(),
+            log_x: true,
+            series: lines(rows.iter().map(|r| {
+                (
+                    format!("{} {}", r.model, r.concept),
+                    x_step(r.step),
+                    Some(r.gain),
+                )
+            })),
+        }),
+    }
 }
 
 /// Stability of TopK-LM neurons against post-hoc SAE latents.

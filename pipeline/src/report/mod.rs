@@ -55,6 +55,12 @@ impl<'a> Queries<'a> {
             }
         }
     }
+
+    /// The rows of an optional figure's query: nothing missing is worth a notice.
+    pub async fn quiet_rows<R: FromBatches>(&mut self, sql: &str) -> Result<Vec<R>> {
+        let batches = queries::session::collect(self.session, sql).await?;
+        Ok(R::from_batches(&batches)?)
+    }
 }
 
 /// Builds the whole report, writing each figure's PNG, SVG and CSV under `figures_dir`.
@@ -96,6 +102,14 @@ pub async fn build(
     }
     if let Some(rows) = qs.rows(q::STEERING_DOSE, "Steering").await? {
         drawn.extend(figures::steering(&rows));
+    }
+    // Only when `steer.checkpoints = "all"` evaluated more than one checkpoint.
+    if let Ok(rows) = qs
+        .quiet_rows::<queries::results::Steerability>(q::STEERABILITY)
+        .await
+        && !rows.is_empty()
+    {
+        drawn.push(figures::steerability(&rows));
     }
     if let Some(rows) = qs
         .rows(q::STABILITY_OVER_TRAINING, "Feature stability")

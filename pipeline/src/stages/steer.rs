@@ -19,7 +19,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use super::{Ctx, Outcome};
-use crate::config::bundled;
+use crate::config::{SteerCheckpoints, bundled};
 use crate::lexicon::Lexicon;
 use crate::stages::analyze::runtime;
 use crate::steering::{Target, concept_share, concept_targets, steered_layers, target_names};
@@ -112,19 +112,29 @@ fn evaluate(ctx: &Ctx, prompts: &[String], lex: &Lexicon) -> Result<serde_json::
         cfg.concepts.clone()
     };
     let per_concept = (cfg.strengths.len() * prompts.len()) as u64;
-    let total = ctx.cfg.models.len() as u64 * concepts.len() as u64 * per_concept;
-    let bar = ctx.ui.bar(total, "steer", "texts");
-    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    // Each model's checkpoints to evaluate: its last, or all of them.
+    let mut plan = Vec::new();
     for name in &ctx.cfg.models {
         let dir = ctx.layout.model_dir(name);
-        let card = read_card(&dir)?;
-        let cp = list_checkpoints(&dir)?.pop().context("no checkpoints")?;
+        let mut cps = list_checkpoints(&dir)?;
+        let last = cps.pop().context("no checkpoints")?;
+        if cfg.checkpoints == SteerCheckpoints::All {
+            plan.extend(cps.into_iter().map(|cp| (name, cp)));
+        }
+        plan.push((name, last));
+    }
+    let total = plan.len() as u64 * concepts.len() as u64 * per_concept;
+    let bar = ctx.ui.bar(total, "steer", "texts");
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for (name, cp) in plan {
+        let card = read_card(&ctx.layout.model_dir(name))?;
         let model = load_weights(&card.model, &cp.dir, &generator.device)?;
         let step = cp.meta.step;
         for concept in &concepts {
+            // The concept's most specific neurons at this checkpoint.
             let targets = rt.block_on(concept_targets(&session, name, step, concept, layers))?;
             if targets.is_empty() {
-                skipped.push(format!("{name}/{concept}"));
+                skipped.push(format!("{name}@{step}/{concept}"));
                 bar.inc(per_concept);
                 continue;
             }
