@@ -587,6 +587,20 @@ impl PipelineConfig {
         }
     }
 
+    /// Pairs (TopK model, dense baseline) whose layers' median entropies `analyze` compares
+    /// with bootstrap intervals (`entropy_differences`): every TopK model of `models` (each
+    /// seed) against `dense` when it is listed.
+    pub fn baseline_pairs(&self) -> Vec<(String, String)> {
+        if !self.models.iter().any(|m| m == "dense") {
+            return vec![];
+        }
+        self.models
+            .iter()
+            .filter(|m| matches!(trained_model(m), Some((ModelKind::TopK, _))))
+            .map(|m| (m.clone(), "dense".to_owned()))
+            .collect()
+    }
+
     /// Pairs (model, another seed of it) both in `models`, whose neurons `analyze` matches
     /// at every step they share (`comparison = 'seeds'` in `matching` and `stability`).
     pub fn seed_pairs(&self) -> Vec<(String, String)> {
@@ -884,6 +898,11 @@ const KEY_DOCS: &[(&str, &str)] = &[
         "analyze.formation_entropy",
         "normalised semantic entropy below which a neuron has formed",
     ),
+    (
+        "analyze.bootstrap_resamples",
+        "bootstrap resamples of the evaluation documents for entropy_intervals and entropy_differences (0: none)",
+    ),
+    ("analyze.bootstrap_seed", "seed of the bootstrap's draws"),
     (
         "sae.enabled",
         "train post-hoc TopK SAEs on the dense baseline (false: skip the sae stage)",

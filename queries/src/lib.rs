@@ -2,6 +2,7 @@
 //! the DataFusion session that registers them.
 
 pub mod analysis;
+pub mod bootstrap;
 #[cfg(feature = "ballista")]
 pub mod cluster;
 pub mod durable;

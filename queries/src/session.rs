@@ -45,10 +45,12 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
             register(&ctx, table, &path, partitioned).await?;
         }
     }
-    let derived = crate::sql::DERIVED_TABLES
-        .iter()
-        .map(|t| t.name)
-        .chain(["matching", "stability"]);
+    let derived = crate::sql::DERIVED_TABLES.iter().map(|t| t.name).chain([
+        "matching",
+        "stability",
+        "entropy_intervals",
+        "entropy_differences",
+    ]);
     for name in derived {
         let path = derived_path(run_dir, name);
         if path.exists() {

@@ -101,6 +101,21 @@ pub struct AnalysisParams {
     pub stable_cosine: f64,
     /// Normalised semantic entropy below which a neuron counts as formed.
     pub formation_entropy: f64,
+    /// Bootstrap resamples of the evaluation documents behind `entropy_intervals` and
+    /// `entropy_differences` (0: no intervals).
+    #[serde(default = "default_resamples")]
+    pub bootstrap_resamples: usize,
+    /// Seed of the bootstrap's draws.
+    #[serde(default = "default_bootstrap_seed")]
+    pub bootstrap_seed: u64,
+}
+
+fn default_resamples() -> usize {
+    200
+}
+
+fn default_bootstrap_seed() -> u64 {
+    1
 }
 
 impl Default for AnalysisParams {
@@ -114,6 +129,8 @@ impl Default for AnalysisParams {
             context_after: 3,
             stable_cosine: 0.7,
             formation_entropy: 0.5,
+            bootstrap_resamples: default_resamples(),
+            bootstrap_seed: default_bootstrap_seed(),
         }
     }
 }

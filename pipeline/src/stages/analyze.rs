@@ -83,7 +83,26 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
                 )
                 .await?;
                 let seconds = started.elapsed().as_secs_f64();
-                for (name, rows) in [("matching", matched), ("stability", stable)] {
+                let mut done = vec![
+                    ("matching", matched, seconds),
+                    ("stability", stable, seconds),
+                ];
+                if params.bootstrap_resamples > 0 {
+                    bar.set_message("bootstrap intervals");
+                    let started = std::time::Instant::now();
+                    let (intervals, differences) = queries::bootstrap::write_intervals(
+                        &ctx_df,
+                        &run_dir,
+                        &params,
+                        &ctx.cfg.baseline_pairs(),
+                        &metadata,
+                    )
+                    .await?;
+                    let seconds = started.elapsed().as_secs_f64();
+                    done.push(("entropy_intervals", intervals, seconds));
+                    done.push(("entropy_differences", differences, seconds));
+                }
+                for (name, rows, seconds) in done {
                     outputs.push(queries::analysis::DerivedOutput {
                         name,
                         rows,

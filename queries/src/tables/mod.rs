@@ -7,6 +7,7 @@
 
 pub mod activations;
 pub mod columns;
+pub mod intervals;
 pub mod matching;
 pub mod metrics;
 pub mod neurons;
