@@ -628,3 +628,46 @@ fn steering_over_training_has_one_row_per_checkpoint_concept_strength_and_prompt
             .exists()
     );
 }
+
+#[test]
+fn entropy_intervals_agree_with_layer_summary_pair_topk_with_dense_and_are_seeded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = |q: &str| -> Vec<Vec<String>> {
+        let o = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect()
+    };
+    // The observed medians are layer_summary's (computed by SQL), to rounding.
+    let rows = csv(
+        "SELECT i.median, CASE WHEN i.measure = 'token' THEN s.token_entropy_median \
+         ELSE s.semantic_entropy_median END, i.lo <= i.hi, i.resamples \
+         FROM entropy_intervals i JOIN layer_summary s \
+         ON s.model = i.model AND s.step = i.step AND s.layer = i.layer",
+    );
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let (a, b): (f64, f64) = (r[0].parse().unwrap(), r[1].parse().unwrap());
+        assert!((a - b).abs() < 1e-9, "{r:?}");
+        assert_eq!((r[2].as_str(), r[3].as_str()), ("true", "200"), "{r:?}");
+    }
+    // topk − dense for both measures in each of the 3 layers, at the last step.
+    let diffs = csv(
+        "SELECT model, baseline, step, COUNT(*) FROM entropy_differences GROUP BY model, baseline, step",
+    );
+    assert_eq!(diffs, vec![vec!["topk", "dense", "20", "6"]]);
+    // Seeded: a second analysis gives the same intervals.
+    let before = csv("SELECT * FROM entropy_differences ORDER BY measure, layer");
+    let out = pipeline(tmp.path(), &fixture(), &["analyze", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        before,
+        csv("SELECT * FROM entropy_differences ORDER BY measure, layer")
+    );
+}
