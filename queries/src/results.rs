@@ -105,6 +105,19 @@ query_row! {
 }
 
 query_row! {
+    /// `entropy_differences.sql`: TopK minus dense per layer, with a bootstrap interval.
+    pub struct EntropyDifference {
+        pub model: String,
+        pub baseline: String,
+        pub measure: String,
+        pub layer: u16,
+        pub difference: f64,
+        pub lo: f64,
+        pub hi: f64,
+    }
+}
+
+query_row! {
     /// `steerability.sql`: the best gain in concept share over unsteered, per checkpoint.
     pub struct Steerability {
         pub model: String,

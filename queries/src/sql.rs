@@ -201,6 +201,7 @@ pub mod report {
     pub const STEERING_DOSE: &str = include_str!("../sql/report/steering_dose.sql");
     pub const STEERING_EXAMPLES: &str = include_str!("../sql/report/steering_examples.sql");
     pub const STEERABILITY: &str = include_str!("../sql/report/steerability.sql");
+    pub const ENTROPY_DIFFERENCES: &str = include_str!("../sql/report/entropy_differences.sql");
     pub const CROSS_LAYER_SUMMARY: &str = include_str!("../sql/report/cross_layer_summary.sql");
     pub const STABILITY_OVER_TRAINING: &str =
         include_str!("../sql/report/stability_over_training.sql");

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use queries::results::{
-    CrossLayer, FormationCount, FrequencyBin, LayerEntropy, LayerOverTraining, LossPoint,
-    StabilityPoint, Steerability, SteeringDose,
+    CrossLayer, EntropyDifference, FormationCount, FrequencyBin, LayerEntropy, LayerOverTraining,
+    LossPoint, StabilityPoint, Steerability, SteeringDose,
 };
 use reports::chart::{BarChart, LineChart, Series};
 use reports::html::FigureRef;
@@ -327,6 +327,34 @@ pub fn steering(rows: &[SteeringDose]) -> [Drawn; 2] {
             ),
         },
     ]
+}
+
+/// TopK minus dense, per layer, with the bootstrap interval as a band: the differences that
+/// hold are those whose band stays off zero.
+pub fn entropy_differences(rows: &[EntropyDifference]) -> Drawn {
+    let mut by: BTreeMap<String, Series> = BTreeMap::new();
+    for r in rows {
+        let line = by
+            .entry(format!("{} − {} ({})", r.model, r.baseline, r.measure))
+            .or_insert_with_key(|label| Series {
+                label: label.clone(),
+                ..Default::default()
+            });
+        line.points.push((r.layer as f64, r.difference));
+        line.band.push((r.layer as f64, r.lo, r.hi));
+    }
+    Drawn {
+        stem: "entropy_differences",
+        title: "Entropy differences with intervals",
+        caption: "Median normalised entropy of each TopK model's neurons minus the dense baseline's, per layer at the last checkpoint, with a 95% bootstrap interval over evaluation documents (paired: both models see the same resampled text; `analyze.bootstrap_resamples`). A difference holds where its band stays clear of zero (`entropy_differences.excludes_zero`).",
+        chart: Chart::Line(LineChart {
+            title: "TopK minus dense: median entropy per layer".into(),
+            x_label: "layer".into(),
+            y_label: "difference in normalised entropy".into(),
+            log_x: false,
+            series: by.into_values().collect(),
+        }),
+    }
 }
 
 /// Steerability over training: from which checkpoint setting a concept's neurons raises the

@@ -103,6 +103,12 @@ pub async fn build(
     if let Some(rows) = qs.rows(q::STEERING_DOSE, "Steering").await? {
         drawn.extend(figures::steering(&rows));
     }
+    if let Some(rows) = qs
+        .rows(q::ENTROPY_DIFFERENCES, "Entropy differences with intervals")
+        .await?
+    {
+        drawn.push(figures::entropy_differences(&rows));
+    }
     // Only when `steer.checkpoints = "all"` evaluated more than one checkpoint.
     if let Ok(rows) = qs
         .quiet_rows::<queries::results::Steerability>(q::STEERABILITY)
