@@ -29,8 +29,11 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
     // the engine without a rebuild; the settings below come on top.
     let mut config = SessionConfig::from_env()?.with_information_schema(true);
     // `ROW_NUMBER() ... <= n` as a per-partition top-n instead of a full sort of every
-    // partition: top_contexts in 2/3 of the time (`pipeline bench analyze --on-run`).
-    config.options_mut().optimizer.enable_window_topn = true;
+    // partition: top_contexts in 2/3 of the time (`pipeline bench analyze --on-run`). Not on
+    // Ballista: its plan codec cannot send that operator to executors.
+    if matches!(options.engine, Engine::DataFusion) {
+        config.options_mut().optimizer.enable_window_topn = true;
+    }
     if let Some(n) = options.target_partitions {
         config = config.with_target_partitions(n);
     }
