@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::browser::chromium;
-use common::{fixture, free_port, pipeline, repo, stderr};
+use common::browser::chromium_or_skip;
+use common::{Cluster, fixture, pipeline, repo, sql_rows, stderr};
 
 /// A loopback port nothing listens on (bound, then freed).
 #[test]
@@ -127,26 +127,8 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
     assert!(stderr(&o).contains("activations"), "{}", stderr(&o));
 
     // The same query on a local Ballista cluster (two executors) gives the same rows.
-    let port = free_port();
-    let url = format!("df://127.0.0.1:{port}");
-    let mut cluster = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .current_dir(repo())
-        .args([
-            "cluster",
-            "start",
-            "--executors",
-            "2",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Keep reading end open while the cluster runs: it prints more lines after the first.
-    let mut banner = std::io::BufReader::new(cluster.stdout.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut banner, &mut first).unwrap();
-    assert!(first.contains(&url), "{first}");
+    let cluster = Cluster::start();
+    let url = cluster.url.clone();
     let q = "SELECT model, layer, COUNT(*) AS n, SUM(value) > 0 AS positive FROM activations \
              GROUP BY model, layer ORDER BY model, layer";
     let local = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
@@ -164,9 +146,7 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
             &url,
         ],
     );
-    cluster.kill().unwrap();
-    cluster.wait().unwrap();
-    drop(banner);
+    drop(cluster);
     assert!(distributed.status.success(), "{}", stderr(&distributed));
     assert_eq!(
         String::from_utf8_lossy(&local.stdout),
@@ -333,13 +313,7 @@ fn headless(browser: &Path, profile: &Path) -> Command {
 
 #[test]
 fn the_report_renders_in_a_real_browser() {
-    let Some(browser) = chromium() else {
-        // CI installs Chromium (scripts/setup.sh): there, a missing browser is a failure.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Chromium at /usr/bin/chromium under CI=true; scripts/setup.sh should have installed it"
-        );
-        eprintln!("SKIPPED: no Chromium at /usr/bin/chromium; install it with scripts/setup.sh");
+    let Some(browser) = chromium_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -534,20 +508,7 @@ fn a_second_seed_is_trained_apart_and_matched_to_the_first_at_every_step() {
     let models = r#"models=["topk", "topk-seed2", "dense"]"#;
     let out = pipeline(tmp.path(), &fixture(), &["run", "all", "--set", models]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let csv = |q: &str| -> Vec<String> {
-        let o = pipeline(
-            tmp.path(),
-            &fixture(),
-            &["sql", q, "--format", "csv", "--set", models],
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(str::to_owned)
-            .collect()
-    };
+    let csv = |q: &str| sql_rows(tmp.path(), q, &[models]);
     // Another seed: another initialisation, so other weights and another loss curve.
     let losses = csv(
         "SELECT model, val_loss FROM metrics WHERE step = 0 AND model IN ('topk', 'topk-seed2') ORDER BY model",
@@ -579,20 +540,7 @@ fn steering_over_training_has_one_row_per_checkpoint_concept_strength_and_prompt
     let all = r#"steer.checkpoints="all""#;
     let out = pipeline(tmp.path(), &fixture(), &["run", "all", "--set", all]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let csv = |q: &str| -> Vec<String> {
-        let o = pipeline(
-            tmp.path(),
-            &fixture(),
-            &["sql", q, "--format", "csv", "--set", all],
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(str::to_owned)
-            .collect()
-    };
+    let csv = |q: &str| sql_rows(tmp.path(), q, &[all]);
     let prompts = std::fs::read_to_string(repo().join("data/prompts.txt"))
         .unwrap()
         .lines()
@@ -635,12 +583,8 @@ fn entropy_intervals_agree_with_layer_summary_pair_topk_with_dense_and_are_seede
     let out = pipeline(tmp.path(), &fixture(), &["run", "all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = |q: &str| -> Vec<Vec<String>> {
-        let o = pipeline(tmp.path(), &fixture(), &["sql", q, "--format", "csv"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout)
-            .unwrap()
-            .lines()
-            .skip(1)
+        sql_rows(tmp.path(), q, &[])
+            .iter()
             .map(|l| l.split(',').map(str::to_owned).collect())
             .collect()
     };

@@ -10,8 +10,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::browser::{Browser, chromium};
-use common::{command, fixture, free_port, pipeline, repo, stderr};
+use common::browser::{Browser, chromium_or_skip};
+use common::{Cluster, command, fixture, pipeline, stderr};
 use serde_json::Value;
 
 /// A `pipeline serve` process on a free port, stopped with Ctrl-C (SIGINT) when dropped.
@@ -422,28 +422,12 @@ fn every_endpoint_answers_with_the_runs_data_and_refuses_bad_requests() {
 #[test]
 fn on_a_ballista_cluster_the_explorer_gives_the_same_answers() {
     let run = finished_run();
-    let port = free_port();
-    let url = format!("df://127.0.0.1:{port}");
-    let mut cluster = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .current_dir(repo())
-        .args([
-            "cluster",
-            "start",
-            "--executors",
-            "2",
-            "--port",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = BufReader::new(cluster.stdout.take().unwrap());
-    let mut first = String::new();
-    banner.read_line(&mut first).unwrap();
-    assert!(first.contains(&url), "{first}");
+    let cluster = Cluster::start();
     let local = Server::start(run.path());
-    let distributed =
-        Server::start_with(run.path(), &["--engine", "ballista", "--scheduler", &url]);
+    let distributed = Server::start_with(
+        run.path(),
+        &["--engine", "ballista", "--scheduler", &cluster.url],
+    );
     for path in [
         "/api/neuron?model=topk&layer=1&neuron=5&step=10",
         "/api/neuron?model=dense&layer=0&neuron=3",
@@ -471,9 +455,6 @@ fn on_a_ballista_cluster_the_explorer_gives_the_same_answers() {
         assert_eq!(exact(&a), exact(&b), "{path}");
     }
     drop(distributed);
-    cluster.kill().unwrap();
-    cluster.wait().unwrap();
-    drop(banner);
 }
 
 #[test]
@@ -514,12 +495,7 @@ fn a_partial_run_is_served_with_notices() {
 
 #[test]
 fn a_researcher_can_search_open_a_neuron_move_the_slider_steer_and_query_in_a_browser() {
-    let Some(chrome) = chromium() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Chromium at /usr/bin/chromium under CI=true; scripts/setup.sh should have installed it"
-        );
-        eprintln!("SKIPPED: no Chromium at /usr/bin/chromium; install it with scripts/setup.sh");
+    let Some(chrome) = chromium_or_skip() else {
         return;
     };
     let run = finished_run();

@@ -18,6 +18,20 @@ pub fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Chromium for a browser test, or `None` to skip it: allowed only outside CI, where
+/// `scripts/setup.sh` installs Chromium and a missing browser is a failure.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let found = chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium at /usr/bin/chromium under CI=true; scripts/setup.sh should have installed it"
+        );
+        eprintln!("SKIPPED: no Chromium at /usr/bin/chromium; install it with scripts/setup.sh");
+    }
+    found
+}
+
 /// A browser with one page.
 pub struct Browser {
     child: Child,

@@ -271,3 +271,66 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The rows of `pipeline sql QUERY --format csv` on the run (header dropped), with extra
+/// `--set`s (the run's own, so the config matches the one it was made with).
+pub fn sql_rows(run_dir: &Path, query: &str, sets: &[&str]) -> Vec<String> {
+    let mut args = vec!["sql", query, "--format", "csv"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let o = pipeline(run_dir, &fixture(), &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A local Ballista cluster (`pipeline cluster start`, two executors) on a free port, and its
+/// `df://` URL; killed when dropped.
+pub struct Cluster {
+    child: std::process::Child,
+    /// The reading end stays open while the cluster runs: it prints more after its banner.
+    _banner: std::io::BufReader<std::process::ChildStdout>,
+    pub url: String,
+}
+
+impl Cluster {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let port = free_port();
+        let url = format!("df://127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .current_dir(repo())
+            .args([
+                "cluster",
+                "start",
+                "--executors",
+                "2",
+                "--port",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the pipeline binary runs");
+        let mut banner = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        banner.read_line(&mut first).unwrap();
+        assert!(first.contains(&url), "{first}");
+        Self {
+            child,
+            _banner: banner,
+            url,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
