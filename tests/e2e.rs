@@ -615,3 +615,65 @@ fn entropy_intervals_agree_with_layer_summary_pair_topk_with_dense_and_are_seede
         csv("SELECT * FROM entropy_differences ORDER BY measure, layer")
     );
 }
+
+#[test]
+fn warm_started_saes_are_their_own_model_and_start_from_the_previous_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warm = "sae.warm_start=true";
+    let out = pipeline(tmp.path(), &fixture(), &["run", "all", "--set", warm]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = |q: &str| sql_rows(tmp.path(), q, &[warm]);
+    // Every dense checkpoint has a warm SAE per layer, recorded like any model.
+    let counts = csv(
+        "SELECT model, COUNT(*) FROM sae_quality WHERE model IN ('dense-sae', 'dense-sae-warm') \
+         GROUP BY model ORDER BY model",
+    );
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!(
+        counts[0].split(',').nth(1),
+        counts[1].split(',').nth(1),
+        "{counts:?}"
+    );
+    let steps = csv("SELECT COUNT(DISTINCT step) FROM activations WHERE model = 'dense-sae-warm'");
+    let dense = csv("SELECT COUNT(DISTINCT step) FROM activations WHERE model = 'dense'");
+    assert_eq!(steps, dense);
+    // Each warm SAE file but the first says it started from its predecessor.
+    let series = tmp.path().join("e2e/sae/dense-sae-warm");
+    let mut files: Vec<_> = walk(&series);
+    files.sort();
+    let warm_flags: Vec<bool> = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            String::from_utf8_lossy(&bytes[..4096.min(bytes.len())])
+                .contains("\\\"warm_start\\\":\\\"true\\\"")
+        })
+        .collect();
+    assert!(
+        warm_flags.iter().filter(|w| !**w).count() <= 2,
+        "{warm_flags:?}"
+    ); // step 0's layers
+    assert!(warm_flags.iter().filter(|w| **w).count() >= files.len() - 2);
+    // Matched from one checkpoint to the next like the other series, in every layer.
+    let pairs = csv(
+        "SELECT COUNT(*) FROM stability WHERE model = 'dense-sae-warm' AND comparison = 'checkpoints' AND method = 'matched'",
+    );
+    let cold = csv(
+        "SELECT COUNT(*) FROM stability WHERE model = 'dense-sae' AND comparison = 'checkpoints' AND method = 'matched'",
+    );
+    assert_eq!(pairs, cold);
+    assert_ne!(pairs, vec!["0".to_owned()]);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "safetensors") {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -173,6 +173,11 @@ pub struct SaeSection {
     /// A second seed for the last checkpoint's SAEs, recorded as `<model>-sae-seed2`, to measure
     /// run-to-run stability on the same checkpoint (0: none).
     pub second_seed: u64,
+    /// Also train a warm-started series, `<model>-sae-warm`: each checkpoint's SAE starts from
+    /// the previous checkpoint's (the SAE-Track practice) instead of from its seed. Its
+    /// stability across checkpoints is favoured by construction.
+    #[serde(default)]
+    pub warm_start: bool,
 }
 
 impl SaeSection {
@@ -193,6 +198,7 @@ impl SaeSection {
             dead_after_tokens: 16384,
             seed: 7,
             second_seed: 8,
+            warm_start: false,
         }
     }
 
@@ -211,6 +217,11 @@ impl SaeSection {
     }
 
     /// Name under which an SAE series is recorded.
+    /// Name of the warm-started series.
+    pub fn warm_series_name(&self) -> String {
+        format!("{}-sae-warm", self.model)
+    }
+
     pub fn series_name(&self, second: bool) -> String {
         if second {
             format!("{}-sae-seed2", self.model)
@@ -897,6 +908,10 @@ const KEY_DOCS: &[(&str, &str)] = &[
     (
         "analyze.formation_entropy",
         "normalised semantic entropy below which a neuron has formed",
+    ),
+    (
+        "sae.warm_start",
+        "also train <model>-sae-warm: each checkpoint's SAE starts from the previous one's (stable by construction)",
     ),
     (
         "analyze.bootstrap_resamples",

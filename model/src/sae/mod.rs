@@ -19,7 +19,7 @@ use burn::tensor::IndexingUpdateOp;
 use serde::{Deserialize, Serialize};
 
 pub use io::{load_sae, sae_safetensors_bytes, save_sae};
-pub use train::{SaeProgress, SaeTrainingConfig, TrainedSae, train_sae};
+pub use train::{SaeProgress, SaeTrainingConfig, TrainedSae, train_sae, train_sae_from};
 
 use crate::SplitMix64;
 

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use burn::module::Param;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -98,6 +99,20 @@ pub fn train_sae(
     device: &Device,
     on_step: &mut dyn FnMut(&SaeProgress),
 ) -> Result<TrainedSae> {
+    train_sae_from(cfg, tcfg, hidden, None, device, on_step)
+}
+
+/// [`train_sae`], starting from `start`'s encoder, decoder and encoder bias instead of the
+/// seed's initialisation (a warm start from the previous checkpoint's SAE). The input scale and
+/// `b_pre` are set from `hidden` either way: they follow the new checkpoint's residual stream.
+pub fn train_sae_from(
+    cfg: &SaeConfig,
+    tcfg: &SaeTrainingConfig,
+    hidden: &[f32],
+    start: Option<&Sae>,
+    device: &Device,
+    on_step: &mut dyn FnMut(&SaeProgress),
+) -> Result<TrainedSae> {
     cfg.validate()?;
     tcfg.validate()?;
     let d = cfg.d_in;
@@ -110,6 +125,22 @@ pub fn train_sae(
     }
     let ad = device.clone().autodiff();
     let mut sae = cfg.init(tcfg.seed, &ad);
+    if let Some(start) = start {
+        if (start.w_enc.dims(), start.k) != ([d, cfg.d_sae], cfg.k) {
+            return Err(Error::Training(format!(
+                "a warm start needs an SAE of the same shape ({d} → {} latents, k {}); got {:?}, k {}",
+                cfg.d_sae,
+                cfg.k,
+                start.w_enc.dims(),
+                start.k
+            )));
+        }
+        let copy2 =
+            |p: &Param<Tensor<2>>| Param::from_tensor(Tensor::from_data(p.val().into_data(), &ad));
+        sae.w_enc = copy2(&start.w_enc);
+        sae.w_dec = copy2(&start.w_dec);
+        sae.b_enc = Param::from_tensor(Tensor::from_data(start.b_enc.val().into_data(), &ad));
+    }
     // Scale to mean squared norm d, and start b_pre at the (scaled) mean.
     let mean_sq = hidden.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
     sae.input_scale = (d as f64 / mean_sq.max(1e-30)).sqrt() as f32;
@@ -296,6 +327,46 @@ mod tests {
                 .fold(f32::MIN, f32::max);
             assert!(best > 0.9, "source {s}: best decoder cosine {best}");
         }
+    }
+
+    #[test]
+    fn a_warm_start_begins_from_the_given_sae() {
+        let device = Device::flex();
+        let (hidden, _) = synthetic(2048);
+        let (cfg, mut tcfg) = config();
+        tcfg.steps = 200;
+        let first = train_sae(&cfg, &tcfg, &hidden, &device, &mut |_| {}).unwrap();
+        // One more step from the trained SAE lands near it; from the seed it does not.
+        tcfg.steps = 1;
+        let warm =
+            train_sae_from(&cfg, &tcfg, &hidden, Some(&first.sae), &device, &mut |_| {}).unwrap();
+        let cold = train_sae(&cfg, &tcfg, &hidden, &device, &mut |_| {}).unwrap();
+        let w = |s: &Sae| s.w_dec.val().into_data().try_into_vec::<f32>().unwrap();
+        let dist = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        };
+        let (to_warm, to_cold) = (
+            dist(&w(&first.sae), &w(&warm.sae)),
+            dist(&w(&first.sae), &w(&cold.sae)),
+        );
+        assert!(to_warm < 0.1 * to_cold, "warm {to_warm}, cold {to_cold}");
+        assert!(
+            warm.fvu[0] < cold.fvu[0],
+            "{} vs {}",
+            warm.fvu[0],
+            cold.fvu[0]
+        );
+        // A start of another shape is refused.
+        let other = SaeConfig {
+            d_sae: cfg.d_sae * 2,
+            ..cfg.clone()
+        }
+        .init(1, &device);
+        assert!(train_sae_from(&cfg, &tcfg, &hidden, Some(&other), &device, &mut |_| {}).is_err());
     }
 
     #[test]

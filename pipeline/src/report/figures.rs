@@ -389,7 +389,7 @@ pub fn stability(rows: &[StabilityPoint]) -> Drawn {
     Drawn {
         stem: "stability",
         title: "Stability: TopK LM against SAE",
-        caption: "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index and by optimal matching; SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; and two SAEs of the last checkpoint trained with different seeds.",
+        caption: "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index and by optimal matching; SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; and two SAEs of the last checkpoint trained with different seeds. A `-sae-warm` series (`sae.warm_start`) starts each checkpoint's SAE from the previous one's, which favours its stability by construction; a `-seed2` model is the same model trained with another seed, matched at the same step.",
         chart: Chart::Line(LineChart {
             title: "Features surviving from one checkpoint to the next".into(),
             x_label: "step + 1".into(),

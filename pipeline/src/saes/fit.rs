@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use model::checkpoint::Checkpoint;
-use model::sae::{Sae, SaeConfig, load_sae, save_sae, train_sae};
+use model::sae::{Sae, SaeConfig, load_sae, save_sae, train_sae_from};
 use model::{Device, Gpt, GptConfig};
 use queries::layout::RunLayout;
 use serde::Serialize;
@@ -34,6 +34,8 @@ pub struct SaeFitter<'a, S: Serialize> {
 /// The SAEs of one checkpoint, by layer, and the training figures of each.
 pub struct CheckpointSaes {
     pub saes: Vec<(usize, Sae)>,
+    /// Each layer's fingerprint (a warm-started SAE's includes its predecessor's).
+    pub fingerprints: BTreeMap<usize, String>,
     /// (final training FVU, tokens/s when trained now) per layer.
     pub train_stats: BTreeMap<usize, (f64, Option<f64>)>,
     pub trained: usize,
@@ -41,13 +43,34 @@ pub struct CheckpointSaes {
 }
 
 impl<S: Serialize> SaeFitter<'_, S> {
-    /// Keeps the SAEs of `series` at `cp` whose fingerprint is current and trains the others.
-    pub fn fit(&self, series: &Series, cp: &Checkpoint, model: &Gpt) -> Result<CheckpointSaes> {
+    /// Keeps the SAEs of `series` at `cp` whose fingerprint is current and trains the others;
+    /// a warm series starts each from `previous`, its SAEs at the checkpoint before.
+    pub fn fit(
+        &self,
+        series: &Series,
+        cp: &Checkpoint,
+        model: &Gpt,
+        previous: Option<&CheckpointSaes>,
+    ) -> Result<CheckpointSaes> {
         let (sae, step) = (self.sae, cp.meta.step);
-        let fingerprint = hash_value(&(self.section, &cp.meta.sha256, series.seed));
+        let start = |layer: usize| -> Option<(&Sae, &String)> {
+            let prev = previous.filter(|_| series.warm)?;
+            let sae = prev
+                .saes
+                .iter()
+                .find(|(l, _)| *l == layer)
+                .map(|(_, s)| s)?;
+            Some((sae, prev.fingerprints.get(&layer)?))
+        };
+        // A warm SAE depends on its predecessor too: retrained when that one changes.
+        let fingerprint = |layer: usize| match start(layer) {
+            Some((_, prev)) => hash_value(&(self.section, &cp.meta.sha256, series.seed, prev)),
+            None => hash_value(&(self.section, &cp.meta.sha256, series.seed)),
+        };
         let path = |layer: usize| self.layout.sae_file(&series.name, step, layer);
         let mut out = CheckpointSaes {
             saes: Vec::new(),
+            fingerprints: self.layers.iter().map(|&l| (l, fingerprint(l))).collect(),
             train_stats: BTreeMap::new(),
             trained: 0,
             train_seconds: 0.0,
@@ -55,7 +78,7 @@ impl<S: Serialize> SaeFitter<'_, S> {
         for &layer in self.layers {
             let current = load_sae(&path(layer), &self.device)
                 .ok()
-                .filter(|(_, meta)| meta.get("fingerprint") == Some(&fingerprint));
+                .filter(|(_, meta)| meta.get("fingerprint") == Some(&out.fingerprints[&layer]));
             if let Some((kept, meta)) = current {
                 // Training figures of kept SAEs come from their files, so the quality table is
                 // the same whether an SAE was trained now or by an earlier run (the speed it
@@ -86,10 +109,11 @@ impl<S: Serialize> SaeFitter<'_, S> {
         )?;
         for (&layer, buf) in missing.iter().zip(hidden) {
             let started = Instant::now();
-            let trained = train_sae(
+            let trained = train_sae_from(
                 &self.shape,
                 &sae.training(series.seed),
                 &buf,
+                start(layer).map(|(s, _)| s),
                 &self.device,
                 &mut |_| {},
             )
@@ -103,13 +127,14 @@ impl<S: Serialize> SaeFitter<'_, S> {
                 &trained.sae,
                 &path(layer),
                 &[
-                    ("fingerprint", fingerprint.clone()),
+                    ("fingerprint", out.fingerprints[&layer].clone()),
                     ("train_fvu", train_fvu.to_string()),
                     ("model", sae.model.clone()),
                     ("checkpoint_sha256", cp.meta.sha256.clone()),
                     ("step", step.to_string()),
                     ("layer", layer.to_string()),
                     ("seed", series.seed.to_string()),
+                    ("warm_start", start(layer).is_some().to_string()),
                 ],
             )?;
             out.saes.push((layer, trained.sae));

@@ -32,21 +32,33 @@ pub struct Series {
     pub name: String,
     pub seed: u64,
     pub checkpoints: Vec<Checkpoint>,
+    /// Each checkpoint's SAE starts from the previous checkpoint's (the first from its seed).
+    pub warm: bool,
 }
 
-/// The series the config asks for: every checkpoint with `sae.seed`, and the last one again
-/// with `sae.second_seed`.
+/// The series the config asks for: every checkpoint with `sae.seed`, the last one again with
+/// `sae.second_seed`, and with `sae.warm_start` every checkpoint warm-started.
 pub fn series(sae: &SaeSection, checkpoints: &[Checkpoint]) -> Vec<Series> {
     let mut out = vec![Series {
         name: sae.series_name(false),
         seed: sae.seed,
         checkpoints: checkpoints.to_vec(),
+        warm: false,
     }];
     if sae.second_seed != 0 {
         out.push(Series {
             name: sae.series_name(true),
             seed: sae.second_seed,
             checkpoints: checkpoints.last().cloned().into_iter().collect(),
+            warm: false,
+        });
+    }
+    if sae.warm_start {
+        out.push(Series {
+            name: sae.warm_series_name(),
+            seed: sae.seed,
+            checkpoints: checkpoints.to_vec(),
+            warm: true,
         });
     }
     out

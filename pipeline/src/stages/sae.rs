@@ -35,12 +35,18 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     ];
     let layers = sae_layers(&ctx.cfg.model);
     let section = (sae, &layers, ctx.cfg.model.topk_k);
+    // What an SAE file depends on: not whether a warm series is wanted beside it.
+    let cold = crate::config::SaeSection {
+        warm_start: false,
+        ..sae.clone()
+    };
+    let file_section = (&cold, &layers, ctx.cfg.model.topk_k);
     ctx.run_stage(
         super::Stage::Sae,
         &section,
         &inputs,
         || check(ctx),
-        |(card, cps)| train_all(ctx, &layers, &section, &card, &cps),
+        |(card, cps)| train_all(ctx, &layers, &file_section, &card, &cps),
     )
 }
 
@@ -98,10 +104,11 @@ fn train_all<S: Serialize>(
     let (mut trained, mut train_seconds) = (0usize, 0.0f64);
     let mut rows = Vec::new();
     for s in &all {
+        let mut previous = None;
         for cp in &s.checkpoints {
             bar.set_message(format!("{} step {}", s.name, cp.meta.step));
             let model = load_weights(lm, &cp.dir, &trainer.device)?;
-            let fitted = trainer.fit(s, cp, &model)?;
+            let fitted = trainer.fit(s, cp, &model, previous.as_ref())?;
             trained += fitted.trained;
             train_seconds += fitted.train_seconds;
             bar.inc(layers.len() as u64);
@@ -131,6 +138,7 @@ fn train_all<S: Serialize>(
                     tokens_per_second: stats.and_then(|s| s.1).map(|t| t as f32),
                 });
             }
+            previous = Some(fitted);
         }
     }
     bar.finish_and_clear();
