@@ -253,6 +253,15 @@ fn every_endpoint_answers_with_the_runs_data_and_refuses_bad_requests() {
         .collect();
     assert!(values.windows(2).all(|w| w[0] >= w[1]), "best first");
     for c in contexts {
+        // The window around the top token, in text order: offsets −8..=4, increasing.
+        let offsets: Vec<i64> = c["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["offset"].as_i64().unwrap())
+            .collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+        assert!(offsets.iter().all(|o| (-8..=4).contains(o)), "{offsets:?}");
         let centre = c["tokens"]
             .as_array()
             .unwrap()

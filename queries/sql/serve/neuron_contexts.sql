@@ -3,7 +3,8 @@
 -- activation on every one of them (0 where it is not among the recorded top-k), so the page
 -- can shade each token by strength. Reads only the (model, step, layer) partition.
 -- Inputs:  activations, tokens.
--- Output:  rank, top_value, token_index (of the context token), offset (0: the top token),
+-- Output:  rank, top_value, token_index (of the context token), offset (0: the top token;
+--          signed, so positions are cast before subtracting),
 --          token_text, value.
 WITH acts AS (
     SELECT token_index, value
@@ -22,7 +23,8 @@ centre AS (
     FROM best b JOIN tokens t ON t.token_index = b.token_index
 ),
 around AS (
-    SELECT c.rank, c.value AS top_value, w.token_index, w.position - c.position AS offset,
+    SELECT c.rank, c.value AS top_value, w.token_index,
+           CAST(w.position AS BIGINT) - CAST(c.position AS BIGINT) AS offset,
            w.token_text
     FROM centre c
     JOIN tokens w
