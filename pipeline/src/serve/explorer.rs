@@ -308,21 +308,27 @@ impl Explorer {
             ("before", Literal::Int(8)),
             ("after", Literal::Int(4)),
         ];
+        let top_15 = [("top_n", Literal::Int(15))];
+        let sql = [
+            fill(q::NEURON_OVER_STEPS, &at(&[])),
+            fill(q::NEURON_CONTEXTS, &at(&top)),
+            fill(q::NEURON_TOKENS, &at(&top_15)),
+            fill(q::NEURON_CONCEPTS, &at(&top_15)),
+            fill(q::NEURON_HISTOGRAM, &at(&[("bins", Literal::Int(20))])),
+            fill(q::NEURON_WEIGHTS, &at(&[])),
+            fill(q::NEURON_LAYERS, &at(&[])),
+            fill(q::NEURON_MATCHES, &at(&[])),
+        ];
+        // The sections run at once: each reads little, and together they fill both cores.
         let (over_steps, contexts, tokens, concepts, histogram, weights, layers, matches) = futures::join!(
-            self.section(fill(q::NEURON_OVER_STEPS, &at(&[]))),
-            self.section(fill(q::NEURON_CONTEXTS, &at(&top))),
-            self.section(fill(q::NEURON_TOKENS, &at(&[("top_n", Literal::Int(15))]))),
-            self.section(fill(
-                q::NEURON_CONCEPTS,
-                &at(&[("top_n", Literal::Int(15))])
-            )),
-            self.section(fill(
-                q::NEURON_HISTOGRAM,
-                &at(&[("bins", Literal::Int(20))])
-            )),
-            self.section(fill(q::NEURON_WEIGHTS, &at(&[]))),
-            self.section(fill(q::NEURON_LAYERS, &at(&[]))),
-            self.section(fill(q::NEURON_MATCHES, &at(&[]))),
+            self.query(&sql[0]),
+            self.query(&sql[1]),
+            self.query(&sql[2]),
+            self.query(&sql[3]),
+            self.query(&sql[4]),
+            self.query(&sql[5]),
+            self.query(&sql[6]),
+            self.query(&sql[7]),
         );
         let mut notices = Vec::new();
         let mut take = |s: Result<Vec<Row>, ApiError>| match s {
@@ -365,15 +371,16 @@ impl Explorer {
             ("layer", layer.into()),
         ];
         let same_model = a.name == b.name;
+        let concepts_sql = fill(q::COMPARE_CONCEPTS, &params);
         let (neurons, concepts) = futures::join!(
             async {
                 if same_model {
-                    self.section(fill(q::COMPARE_NEURONS, &params)).await
+                    self.query(&fill(q::COMPARE_NEURONS, &params)).await
                 } else {
                     Ok(Vec::new())
                 }
             },
-            self.section(fill(q::COMPARE_CONCEPTS, &params)),
+            self.query(&concepts_sql),
         );
         let mut notices = Vec::new();
         if !same_model {
@@ -468,17 +475,13 @@ impl Explorer {
             .map_err(|_| self.too_slow())?
     }
 
-    /// Rows of one of the explorer's own queries, within the time limit.
+    /// Rows of one of the explorer's own queries, within the time limit; a missing table is an
+    /// error that names the stage that makes it (a page shows it as a notice).
     pub async fn query(&self, sql: &str) -> Result<Vec<Row>, ApiError> {
         tokio::time::timeout(self.timeout, rows_of(&self.session, sql))
             .await
             .map_err(|_| self.too_slow())?
             .map_err(|e| ApiError::unavailable(missing_table_notice(&e.to_string())))
-    }
-
-    /// A section of a page: its rows, or a notice saying which table is missing.
-    async fn section(&self, sql: String) -> Result<Vec<Row>, ApiError> {
-        self.query(&sql).await
     }
 
     fn too_slow(&self) -> ApiError {
