@@ -82,6 +82,12 @@ impl Lexicon {
             .find_map(|c| self.by_lemma.get(&c).copied())
     }
 
+    /// Whether `word`'s concept is the one named `concept`.
+    pub fn has_concept(&self, word: &str, concept: &str) -> bool {
+        self.concept_of(word)
+            .is_some_and(|id| self.name(id) == concept)
+    }
+
     /// Name of a concept id.
     pub fn name(&self, id: u16) -> &str {
         &self.concepts[id as usize - 1]

@@ -274,11 +274,10 @@ fn highlight(text: &str, concept: Option<&str>, lexicon: Option<&Lexicon>) -> St
         if i > 0 {
             out.push(' ');
         }
-        match lex.concept_of(word) {
-            Some(id) if lex.name(id) == concept => {
-                out.push_str(&format!("\x1b[1;33m{word}\x1b[0m"))
-            }
-            _ => out.push_str(word),
+        if lex.has_concept(word, concept) {
+            out.push_str(&format!("\x1b[1;33m{word}\x1b[0m"));
+        } else {
+            out.push_str(word);
         }
     }
     out

@@ -103,10 +103,7 @@ pub fn concept_share(text: &str, concept: &str, lex: &Lexicon) -> f64 {
         .map(normalise_word)
         .filter(|w| !w.is_empty() && w.chars().all(char::is_alphabetic))
         .collect();
-    let hits = words
-        .iter()
-        .filter(|w| lex.concept_of(w).is_some_and(|id| lex.name(id) == concept))
-        .count();
+    let hits = words.iter().filter(|w| lex.has_concept(w, concept)).count();
     hits as f64 / words.len().max(1) as f64
 }
 

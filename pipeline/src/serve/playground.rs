@@ -262,7 +262,7 @@ pub fn highlight(text: &str, concept: Option<&str>, lex: Option<&Lexicon>) -> Ve
             return;
         }
         let hit = match (concept, lex) {
-            (Some(c), Some(l)) => l.concept_of(word).is_some_and(|id| l.name(id) == c),
+            (Some(c), Some(l)) => l.has_concept(word, c),
             _ => false,
         };
         pieces.push(json!({"text": std::mem::take(word), "concept": hit}));

@@ -116,18 +116,18 @@ fn evaluate(ctx: &Ctx, prompts: &[String], lex: &Lexicon) -> Result<serde_json::
     let mut plan = Vec::new();
     for name in &ctx.cfg.models {
         let dir = ctx.layout.model_dir(name);
+        let card = read_card(&dir)?;
         let mut cps = list_checkpoints(&dir)?;
         let last = cps.pop().context("no checkpoints")?;
         if cfg.checkpoints == SteerCheckpoints::All {
-            plan.extend(cps.into_iter().map(|cp| (name, cp)));
+            plan.extend(cps.into_iter().map(|cp| (name, card.clone(), cp)));
         }
-        plan.push((name, last));
+        plan.push((name, card, last));
     }
     let total = plan.len() as u64 * concepts.len() as u64 * per_concept;
     let bar = ctx.ui.bar(total, "steer", "texts");
     let (mut rows, mut skipped) = (Vec::new(), Vec::new());
-    for (name, cp) in plan {
-        let card = read_card(&ctx.layout.model_dir(name))?;
+    for (name, card, cp) in plan {
         let model = load_weights(&card.model, &cp.dir, &generator.device)?;
         let step = cp.meta.step;
         for concept in &concepts {
