@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 use common::browser::{Browser, chromium_or_skip};
-use common::{Cluster, command, fixture, pipeline, stderr};
+use common::{Cluster, command, fixture, pipeline, sql_rows, stderr};
 use serde_json::Value;
 
 /// A `pipeline serve` process on a free port, stopped with Ctrl-C (SIGINT) when dropped.
@@ -252,16 +252,49 @@ fn every_endpoint_answers_with_the_runs_data_and_refuses_bad_requests() {
         .map(|c| c["value"].as_f64().unwrap())
         .collect();
     assert!(values.windows(2).all(|w| w[0] >= w[1]), "best first");
+    // (doc_id, position, word_index) of every token, to check the windows independently.
+    let tokens: Vec<[i64; 3]> = sql_rows(
+        run.path(),
+        "SELECT doc_id, position, word_index FROM tokens ORDER BY token_index",
+        &[],
+    )
+    .iter()
+    .map(|line| {
+        let f: Vec<i64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        [f[0], f[1], f[2]]
+    })
+    .collect();
+    let same_word = |a: i64, b: i64| {
+        let (Some(x), Some(y)) = (tokens.get(a as usize), tokens.get(b as usize)) else {
+            return false;
+        };
+        x[0] == y[0] && x[2] == y[2]
+    };
     for c in contexts {
-        // The window around the top token, in text order: offsets −8..=4, increasing.
-        let offsets: Vec<i64> = c["tokens"]
-            .as_array()
-            .unwrap()
+        // The window around the top token, in text order, contiguous: at least offsets
+        // −8..=4 where the document allows, widened so that no word is cut.
+        let window = c["tokens"].as_array().unwrap();
+        let offsets: Vec<i64> = window
             .iter()
             .map(|t| t["offset"].as_i64().unwrap())
             .collect();
-        assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
-        assert!(offsets.iter().all(|o| (-8..=4).contains(o)), "{offsets:?}");
+        assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+        let index = |t: &serde_json::Value| t["token_index"].as_i64().unwrap();
+        let (first, last) = (index(&window[0]), index(window.last().unwrap()));
+        let centre = first - offsets[0];
+        let doc = tokens[centre as usize][0];
+        let in_doc = |i: i64| tokens.get(i as usize).is_some_and(|t| t[0] == doc);
+        for o in -8..=4 {
+            assert!(
+                !in_doc(centre + o) || offsets.contains(&o),
+                "{o} in {offsets:?}"
+            );
+        }
+        assert!(
+            !same_word(first - 1, first),
+            "a word cut before {offsets:?}"
+        );
+        assert!(!same_word(last, last + 1), "a word cut after {offsets:?}");
         let centre = c["tokens"]
             .as_array()
             .unwrap()

@@ -216,12 +216,12 @@ impl SaeSection {
         }
     }
 
-    /// Name under which an SAE series is recorded.
     /// Name of the warm-started series.
     pub fn warm_series_name(&self) -> String {
         format!("{}-sae-warm", self.model)
     }
 
+    /// Name under which an SAE series is recorded (the second seed's when `second`).
     pub fn series_name(&self, second: bool) -> String {
         if second {
             format!("{}-sae-seed2", self.model)

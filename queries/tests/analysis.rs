@@ -408,3 +408,58 @@ async fn layer_summary_quartiles_are_exact_and_do_not_depend_on_partitioning() {
         assert!((a - b).abs() <= 1e-12 * a.abs(), "{a} vs {b}");
     }
 }
+
+/// Contexts end at word boundaries: a window of two tokens before and one after the top token
+/// lands inside "blackbird" and "loudly"; the context holds both words whole.
+#[tokio::test]
+async fn top_contexts_are_widened_to_whole_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    let texts = ["The", " bl", "ack", "bird", " sang", " lo", "ud", "ly", "."];
+    let words = [0, 1, 1, 1, 2, 3, 3, 3, 4];
+    let rows: Vec<TokenRow> = (0..texts.len())
+        .map(|i| TokenRow {
+            token_index: i as u32,
+            doc_id: 0,
+            position: i as u32,
+            token_id: i as u32,
+            token_text: texts[i].into(),
+            word_index: words[i],
+            word: None,
+            concept: None,
+            concept_id: None,
+        })
+        .collect();
+    write_parquet(
+        &run.join("prepare/tokens.parquet"),
+        tokens::schema(),
+        &[tokens::encode(&rows).unwrap()],
+        &[],
+    )
+    .unwrap();
+    write_acts(run, "m", 0, 0, &[(4, 0, 2.0), (0, 0, 1.0)], 1);
+    let ctx = open_run(run, &SessionOptions::default()).await.unwrap();
+    let params = AnalysisParams {
+        min_count: 1,
+        context_before: 2,
+        context_after: 1,
+        ..Default::default()
+    };
+    queries::analysis::run_analysis(&ctx, run, &params, &[], &mut |_| {})
+        .await
+        .unwrap();
+    let b = collect(
+        &ctx,
+        "SELECT rank, left_context, token_text, right_context FROM top_contexts ORDER BY rank",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows_of(&b, &["rank", "left_context", "token_text", "right_context"]),
+        vec![
+            vec!["1", " blackbird", " sang", " loudly"],
+            // At the start of the document: nothing before, the window's words after.
+            vec!["2", "", "The", " blackbird"],
+        ]
+    );
+}

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::chart::ticks::format_count;
+
 use crate::{Error, Result};
 
 /// A figure on the index page.
@@ -49,7 +51,7 @@ pub struct NeuronPage {
     /// (step, normalised semantic entropy).
     pub entropy_over_steps: Vec<(f64, f64)>,
     /// (bin label, count) of activation values.
-    pub histogram: Vec<(String, f64)>,
+    pub histogram: Vec<(String, u64)>,
     pub promoted: String,
     pub suppressed: String,
     /// (concept, steered text) where the steering evaluation used this neuron.
@@ -159,15 +161,17 @@ fn sparkline(points: &[(f64, f64)], x_label: &str, y_label: &str) -> String {
     )
 }
 
-fn bars(items: &[(String, f64)], max_width: f64) -> String {
+/// Horizontal bars: (label, length, the value as printed).
+fn bars(items: &[(&str, f64, String)], max_width: f64) -> String {
     let top = items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(1e-12);
     let mut s = String::from("<table>");
-    for (label, v) in items {
+    for (label, v, shown) in items {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {v:.3}</td></tr>",
+            "<tr><td>{}</td><td><span class=\"bar\" style=\"width:{:.0}px\"></span> {}</td></tr>",
             esc(label),
-            v / top * max_width
+            v / top * max_width,
+            esc(shown)
         );
     }
     s.push_str("</table>");
@@ -208,7 +212,12 @@ fn neuron_html(p: &NeuronPage) -> String {
         );
     }
     s.push_str("</table><h2>Concepts of the activating words</h2>");
-    s.push_str(&bars(&p.concepts, 300.0));
+    let concepts: Vec<(&str, f64, String)> = p
+        .concepts
+        .iter()
+        .map(|(c, share)| (c.as_str(), *share, format!("{share:.3}")))
+        .collect();
+    s.push_str(&bars(&concepts, 300.0));
     s.push_str("<h2>Semantic entropy over checkpoints</h2>");
     s.push_str(&sparkline(
         &p.entropy_over_steps,
@@ -216,7 +225,12 @@ fn neuron_html(p: &NeuronPage) -> String {
         "normalised semantic entropy",
     ));
     s.push_str("<h2>Activation histogram (last checkpoint)</h2>");
-    s.push_str(&bars(&p.histogram, 300.0));
+    let bins: Vec<(&str, f64, String)> = p
+        .histogram
+        .iter()
+        .map(|(bin, n)| (bin.as_str(), *n as f64, format_count(*n)))
+        .collect();
+    s.push_str(&bars(&bins, 300.0));
     s.push_str("<h2>Steering examples</h2>");
     if p.steering.is_empty() {
         s.push_str("<p>The steering evaluation did not use this neuron.</p>");

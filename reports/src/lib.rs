@@ -4,6 +4,6 @@
 pub mod chart;
 mod error;
 pub mod html;
-mod style;
+pub mod style;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ use anyhow::Result;
 use datafusion::prelude::SessionContext;
 use queries::sql::report as q;
 use queries::tables::columns::FromBatches;
+use reports::chart::Colours;
 use reports::html::{FigureRef, Report};
 
 use crate::config::PipelineConfig;
@@ -71,43 +72,44 @@ pub async fn build(
     figures_dir: &Path,
 ) -> Result<Report> {
     let mut qs = Queries::new(session);
+    let colours = model_colours(cfg);
     let mut drawn: Vec<Drawn> = Vec::new();
     if let Some(rows) = qs.rows(q::LOSS_CURVES, "Training curves").await? {
-        drawn.push(figures::loss(&rows));
+        drawn.push(figures::loss(&rows, &colours));
     }
     if let Some(rows) = qs.rows(q::ENTROPY_BY_LAYER, "Entropy per layer").await? {
-        drawn.push(figures::entropy_by_layer(&rows));
+        drawn.push(figures::entropy_by_layer(&rows, &colours));
     }
     let over_training = qs
         .rows(q::ENTROPY_OVER_TRAINING, "Entropy over training")
         .await?;
     if let Some(rows) = &over_training {
-        drawn.push(figures::entropy_over_training(rows));
-        drawn.push(figures::stable_share(rows));
+        drawn.push(figures::entropy_over_training(rows, &colours));
+        drawn.push(figures::stable_share(rows, &colours));
     }
     if let Some(rows) = qs.rows(q::FORMATION_COUNTS, "Neuron formation").await? {
-        drawn.push(figures::formation(&rows));
+        drawn.push(figures::formation(&rows, &colours));
     }
     if let Some(rows) = qs.rows(q::FREQUENCY_BINS, "Activation frequency").await? {
-        drawn.push(figures::frequency(&rows));
+        drawn.push(figures::frequency(&rows, &colours));
     }
     if let Some(rows) = qs
         .rows(q::CROSS_LAYER_SUMMARY, "Cross-layer consistency")
         .await?
     {
-        drawn.push(figures::cross_layer(&rows));
+        drawn.push(figures::cross_layer(&rows, &colours));
     }
     if let Some(rows) = &over_training {
-        drawn.push(figures::dead(rows));
+        drawn.push(figures::dead(rows, &colours));
     }
     if let Some(rows) = qs.rows(q::STEERING_DOSE, "Steering").await? {
-        drawn.extend(figures::steering(&rows));
+        drawn.extend(figures::steering(&rows, &colours));
     }
     if let Some(rows) = qs
         .rows(q::ENTROPY_DIFFERENCES, "Entropy differences with intervals")
         .await?
     {
-        drawn.push(figures::entropy_differences(&rows));
+        drawn.push(figures::entropy_differences(&rows, &colours));
     }
     // Only when `steer.checkpoints = "all"` evaluated more than one checkpoint.
     if let Ok(rows) = qs
@@ -115,13 +117,13 @@ pub async fn build(
         .await
         && !rows.is_empty()
     {
-        drawn.push(figures::steerability(&rows));
+        drawn.push(figures::steerability(&rows, &colours));
     }
     if let Some(rows) = qs
         .rows(q::STABILITY_OVER_TRAINING, "Feature stability")
         .await?
     {
-        drawn.push(figures::stability(&rows));
+        drawn.push(figures::stability(&rows, &colours));
     }
     let stability = qs
         .rows(q::STABILITY_SUMMARY, "Stability table")
@@ -145,6 +147,17 @@ pub async fn build(
         neurons,
         pages,
     })
+}
+
+/// One colour per model in every figure: the run's models in config order, then its SAE
+/// series.
+fn model_colours(cfg: &PipelineConfig) -> Colours {
+    let saes = [
+        cfg.sae.series_name(false),
+        cfg.sae.series_name(true),
+        cfg.sae.warm_series_name(),
+    ];
+    Colours::new(cfg.models.iter().cloned().chain(saes))
 }
 
 /// Where a written figure's files are, relative to `index.html`.

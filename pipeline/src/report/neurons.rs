@@ -138,7 +138,7 @@ fn page(n: &TopNeuron, slug: String, data: &PageData) -> NeuronPage {
         .flatten()
         .filter_map(|h| {
             let lo = h.bin? as f64 / 10.0 * h.top;
-            Some((format!("{lo:.2}–{:.2}", lo + h.top / 10.0), h.n as f64))
+            Some((format!("{lo:.2}–{:.2}", lo + h.top / 10.0), h.n))
         })
         .collect();
     let name = format!("L{}:N{}", n.layer, n.neuron);

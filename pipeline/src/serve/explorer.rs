@@ -526,6 +526,7 @@ fn group_contexts(rows: Vec<Row>) -> Vec<Value> {
         }
         out.last_mut().expect("pushed above").2.push(json!({
             "text": text(&r, "token_text"),
+            "token_index": number(&r, "token_index") as i64,
             "value": number(&r, "value"),
             "offset": number(&r, "offset") as i64,
         }));

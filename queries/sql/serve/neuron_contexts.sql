@@ -1,5 +1,6 @@
 -- neuron_contexts: one neuron's {{top_n}} strongest activations at one checkpoint, each with
--- the tokens around it ({{before}} before, {{after}} after, same document) and the neuron's
+-- the tokens around it ({{before}} before, {{after}} after, widened to whole words, same
+-- document) and the neuron's
 -- activation on every one of them (0 where it is not among the recorded top-k), so the page
 -- can shade each token by strength. Reads only the (model, step, layer) partition.
 -- Inputs:  activations, tokens.
@@ -22,14 +23,24 @@ centre AS (
     SELECT b.rank, b.value, t.doc_id, t.position
     FROM best b JOIN tokens t ON t.token_index = b.token_index
 ),
+-- The first and last word the token window touches: a word is never cut.
+words AS (
+    SELECT c.rank, MIN(w.word_index) AS first_word, MAX(w.word_index) AS last_word
+    FROM centre c
+    JOIN tokens w
+      ON w.doc_id = c.doc_id
+     AND w.position BETWEEN c.position - {{before}} AND c.position + {{after}}
+    GROUP BY c.rank
+),
 around AS (
     SELECT c.rank, c.value AS top_value, w.token_index,
            CAST(w.position AS BIGINT) - CAST(c.position AS BIGINT) AS offset,
            w.token_text
     FROM centre c
+    JOIN words ws ON ws.rank = c.rank
     JOIN tokens w
       ON w.doc_id = c.doc_id
-     AND w.position BETWEEN c.position - {{before}} AND c.position + {{after}}
+     AND w.word_index BETWEEN ws.first_word AND ws.last_word
 )
 SELECT w.rank, w.top_value, w.token_index, w.offset, w.token_text,
        COALESCE(a.value, CAST(0 AS FLOAT)) AS value

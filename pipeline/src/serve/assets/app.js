@@ -30,6 +30,9 @@ function svgEl(tag, attrs, ...children) {
 const fmt = (v, digits = 3) =>
   v === null || v === undefined ? "—" : typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : String(v);
 
+// Counts with thousands separators (11,000, not 11000 or 11.000).
+const count = (n) => Number(n).toLocaleString("en-US");
+
 function hash(view, params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
@@ -99,7 +102,7 @@ function bars(rows, label) {
   if (!rows.length) return el("p", { class: "muted" }, "nothing recorded");
   return rows.map((r) => el("div", { class: "bar" },
     el("span", { class: "fill", style: `width:${Math.round(200 * r.share)}px` }),
-    el("span", {}, r[label]), el("span", { class: "muted" }, `${(100 * r.share).toFixed(1)}% · ${r.n}`)));
+    el("span", {}, r[label]), el("span", { class: "muted" }, `${(100 * r.share).toFixed(1)}% · ${count(r.n)}`)));
 }
 
 // Line chart of series [{name, color, points: [[x, y]]}] with x on a log-ish index axis.
@@ -129,11 +132,11 @@ function histogram(rows) {
   const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" });
   rows.forEach((r, i) => {
     const bh = ((height - 2 * pad) * r.n) / max;
-    svg.append(svgEl("rect", { x: pad + i * w, y: height - pad - bh, width: w - 1, height: bh, fill: "#2f6fde" }, svgEl("title", {}, `${fmt(r.lo)}–${fmt(r.hi)}: ${r.n}`)));
+    svg.append(svgEl("rect", { x: pad + i * w, y: height - pad - bh, width: w - 1, height: bh, fill: "#2f6fde" }, svgEl("title", {}, `${fmt(r.lo)}–${fmt(r.hi)}: ${count(r.n)}`)));
   });
   svg.append(svgEl("text", { x: pad, y: height - 8 }, fmt(rows[0].lo, 2)));
   svg.append(svgEl("text", { x: width - pad - 30, y: height - 8 }, fmt(rows[rows.length - 1].hi, 2)));
-  svg.append(svgEl("text", { x: 2, y: pad }, max));
+  svg.append(svgEl("text", { x: 2, y: pad }, count(max)));
   return svg;
 }
 
