@@ -16,7 +16,7 @@ pub const PALETTE: [RGBColor; 7] = [
 ];
 
 /// Point markers, so series also differ in greyscale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Marker {
     Circle,
     Triangle,
@@ -72,7 +72,7 @@ pub struct Colours {
 }
 
 /// `topk-seed2` → (`topk`, 2); `topk` → (`topk`, 1).
-fn family_and_seed(model: &str) -> (&str, usize) {
+pub fn family_and_seed(model: &str) -> (&str, usize) {
     if let Some((family, n)) = model.rsplit_once("-seed")
         && let Ok(n) = n.parse::<usize>()
     {

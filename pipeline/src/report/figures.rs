@@ -14,6 +14,7 @@ use reports::chart::{
     Axis, BarChart, BarGroup, Colours, Intervals, LineChart, Marker, Panel, Series, Style,
 };
 use reports::html::FigureRef;
+use reports::style::family_and_seed;
 
 /// A figure ready to write: `figures/<stem>.{png,svg,csv}`.
 pub struct Drawn {
@@ -481,22 +482,49 @@ pub fn steerability(rows: &[Steerability], colours: &Colours) -> Drawn {
 }
 
 /// Stability of TopK-LM neurons against post-hoc SAE latents: colour by model, marker by
-/// how features are matched.
+/// how features are matched. Seeds of one model (`topk`, `topk-seed2`) are one line, their
+/// mean, with the range over seeds as a band.
 pub fn stability(rows: &[StabilityPoint], colours: &Colours) -> Drawn {
-    let mut grid = Grid::new();
+    // (family, how compared, marker) → step → (model, share) of each seed.
+    type Key = (String, String, Marker);
+    type Seeds<'a> = BTreeMap<u32, Vec<(&'a str, f64)>>;
+    let mut groups: BTreeMap<Key, Seeds> = BTreeMap::new();
     for r in rows {
-        let (label, marker) = match (r.comparison.as_str(), r.method.as_str()) {
-            ("seeds", _) => (format!("{} vs other seed", r.model), Marker::Square),
-            (_, "index") => (format!("{} (by index)", r.model), Marker::Circle),
-            (_, method) => (format!("{} ({method})", r.model), Marker::Triangle),
+        let family = family_and_seed(&r.model).0.to_owned();
+        let key = match (r.comparison.as_str(), r.method.as_str()) {
+            ("seeds", _) => (r.model.clone(), "vs other seed".to_owned(), Marker::Square),
+            (_, "index") => (family, "by index".to_owned(), Marker::Circle),
+            (_, method) => (family, method.to_owned(), Marker::Triangle),
         };
-        let style = colours.model(&r.model).with_marker(marker);
-        grid.point((), label, style, r.step as f64, Some(r.share_stable));
+        let at = groups.entry(key).or_default().entry(r.step).or_default();
+        at.push((&r.model, r.share_stable));
+    }
+    let mut grid = Grid::new();
+    for ((model, how, marker), steps) in groups {
+        let mut seeds: Vec<&str> = steps.values().flatten().map(|v| v.0).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        let label = match seeds.len() {
+            1 => format!("{model} ({how})"),
+            n => format!("{model} ({how}, {n} seeds)"),
+        };
+        let style = colours.model(&model).with_marker(marker);
+        for (step, values) in steps {
+            let shares = values.iter().map(|v| v.1);
+            let mean = shares.clone().sum::<f64>() / values.len() as f64;
+            let lo = shares.clone().fold(f64::INFINITY, f64::min);
+            let hi = shares.fold(f64::NEG_INFINITY, f64::max);
+            if seeds.len() > 1 {
+                grid.point_with_interval((), label.clone(), style, step as f64, (mean, lo, hi));
+            } else {
+                grid.point((), label.clone(), style, step as f64, Some(mean));
+            }
+        }
     }
     Drawn {
         stem: "stability",
         title: "Stability: TopK LM against SAE",
-        caption: "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index (circles) and by optimal matching (triangles); SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; squares compare two seeds at the same step (two SAEs of the last checkpoint, or a `-seed2` model against its first seed). A `-sae-warm` series (`sae.warm_start`) starts each checkpoint's SAE from the previous one's, which favours its stability by construction.",
+        caption: "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index (circles) and by optimal matching (triangles); SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; squares compare two seeds at the same step (two SAEs of the last checkpoint, or a `-seed2` model against its first seed). Where a model was trained with several seeds the line is their mean and the band their range. A `-sae-warm` series (`sae.warm_start`) starts each checkpoint's SAE from the previous one's, which favours its stability by construction.",
         chart: over_steps(
             "Features surviving from one checkpoint to the next",
             "share with a match at cosine ≥ threshold",
@@ -540,6 +568,46 @@ mod tests {
                         ("b", &[(1.0, 1.0), (2.0, 3.0)][..])
                     ]
                 ),
+            ]
+        );
+    }
+
+    #[test]
+    fn stability_draws_seeds_of_a_model_as_their_mean_with_their_range() {
+        let row = |model: &str, comparison: &str, method: &str, step, share| StabilityPoint {
+            model: model.into(),
+            comparison: comparison.into(),
+            method: method.into(),
+            step,
+            share_stable: share,
+        };
+        let rows = [
+            row("topk", "checkpoints", "index", 100, 0.6),
+            row("topk-seed2", "checkpoints", "index", 100, 0.8),
+            row("topk", "checkpoints", "index", 200, 0.5),
+            row("topk-seed2", "checkpoints", "index", 200, 0.9),
+            row("topk-seed2", "seeds", "matched", 200, 0.4),
+            row("dense-sae", "checkpoints", "matched", 100, 0.3),
+        ];
+        let Chart::Line(chart) = stability(&rows, &Colours::new(["topk", "dense"])).chart else {
+            panic!("a line chart");
+        };
+        type Drawn<'a> = (&'a str, &'a [(f64, f64)], &'a [(f64, f64, f64)]);
+        let got: Vec<Drawn> = chart.panels[0]
+            .series
+            .iter()
+            .map(|s| (s.label.as_str(), s.points.as_slice(), s.band.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "topk (by index, 2 seeds)",
+                    &[(100.0, 0.7), (200.0, 0.7)][..],
+                    &[(100.0, 0.6, 0.8), (200.0, 0.5, 0.9)][..]
+                ),
+                ("topk-seed2 (vs other seed)", &[(200.0, 0.4)][..], &[][..]),
+                ("dense-sae (matched)", &[(100.0, 0.3)][..], &[][..]),
             ]
         );
     }
