@@ -582,7 +582,9 @@ fn compare_duckdb(
     });
     let spec_path = out.path().join("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec_pretty(&spec)?)?;
-    let script = crate::config::bundled("bench/duckdb_analyze.py");
+    // Part of the source tree, found from any working directory.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/duckdb_analyze.py");
     let result = std::process::Command::new("python3")
         .arg(&script)
         .arg(&spec_path)

@@ -1,17 +1,13 @@
--- bootstrap_cells: the data of the bootstrap over documents (`queries/src/bootstrap.rs`): at
--- each model's last checkpoint, each neuron's activation weight ({{weight}}) and count per
--- category ({{category}}: the token id, or the concept) and evaluation document.
+-- bootstrap_cells: the data of the bootstrap over documents (`queries/src/bootstrap.rs`) for
+-- one slice ({{model}}, {{step}}, {{layer}}; a single partition of `activations`): each
+-- neuron's activation weight ({{weight}}) and count per category ({{category}}: the token id,
+-- or the concept) and evaluation document. One slice at a time keeps the sort small.
 -- Inputs:  activations, tokens.
--- Output:  model, step, layer, neuron, category, doc_id, w, n, ordered by model, step, layer,
---          neuron, category.
-WITH last AS (
-    SELECT model AS m, MAX(step) AS s FROM activations GROUP BY model
-)
-SELECT a.model, a.step, a.layer, a.neuron, {{category}} AS category, t.doc_id,
+-- Output:  neuron, category, doc_id, w, n, ordered by neuron, category, doc_id.
+SELECT a.neuron, {{category}} AS category, t.doc_id,
        CAST(SUM({{weight}}) AS DOUBLE) AS w, COUNT(*) AS n
 FROM activations a
-JOIN last ON a.model = last.m AND a.step = last.s
 JOIN tokens t ON a.token_index = t.token_index
-WHERE {{filter}}
-GROUP BY a.model, a.step, a.layer, a.neuron, {{category}}, t.doc_id
-ORDER BY a.model, a.step, a.layer, a.neuron, category, t.doc_id
+WHERE a.model = {{model}} AND a.step = {{step}} AND a.layer = {{layer}} AND {{filter}}
+GROUP BY a.neuron, {{category}}, t.doc_id
+ORDER BY a.neuron, category, t.doc_id

@@ -24,6 +24,7 @@ use crate::Result;
 use crate::parquet_io::write_parquet;
 use crate::session::{collect, derived_path, register};
 use crate::sql::AnalysisParams;
+use crate::sql::serve::Literal;
 use crate::tables::columns::{required, text};
 use crate::tables::intervals::{self, DifferenceRow, IntervalRow};
 
@@ -131,6 +132,24 @@ pub fn interval(values: &[Option<f64>]) -> Option<Interval> {
     })
 }
 
+/// The cells of one slice, as `bootstrap_cells.sql` returns them.
+fn cells(batches: &[arrow::array::RecordBatch]) -> Result<Vec<Cell>> {
+    let neurons = required::<UInt16Type>(batches, "neuron")?;
+    let categories = required::<Int64Type>(batches, "category")?;
+    let docs = required::<UInt32Type>(batches, "doc_id")?;
+    let ws = required::<Float64Type>(batches, "w")?;
+    let ns = required::<Int64Type>(batches, "n")?;
+    Ok((0..neurons.len())
+        .map(|i| Cell {
+            neuron: neurons[i],
+            category: categories[i],
+            doc: docs[i],
+            w: ws[i],
+            n: ns[i] as u64,
+        })
+        .collect())
+}
+
 /// The two measures: which category an activation counts for.
 const MEASURES: [(&str, &str, &str); 2] = [
     ("token", "CAST(t.token_id AS BIGINT)", "TRUE"),
@@ -164,53 +183,38 @@ pub async fn write_intervals(
     let mut interval_rows = Vec::new();
     // (measure, model, step, layer) → the statistic under every draw.
     let mut medians: BTreeMap<(String, String, u32, u16), Vec<Option<f64>>> = BTreeMap::new();
+    let slices = collect(ctx, include_str!("../sql/bootstrap_slices.sql")).await?;
+    let slices: Vec<(String, u32, u16)> = {
+        let models = text(&slices, "model")?;
+        let steps = required::<UInt32Type>(&slices, "step")?;
+        let layers = required::<UInt16Type>(&slices, "layer")?;
+        (0..models.len())
+            .map(|i| (models[i].clone(), steps[i], layers[i]))
+            .collect()
+    };
     for (measure, category, filter) in MEASURES {
-        let sql = params.render(
-            &include_str!("../sql/bootstrap_cells.sql")
-                .replace("{{category}}", category)
-                .replace("{{filter}}", filter),
-        );
-        let batches = collect(ctx, &sql).await?;
-        let models = text(&batches, "model")?;
-        let steps = required::<UInt32Type>(&batches, "step")?;
-        let layers = required::<UInt16Type>(&batches, "layer")?;
-        let cells: Vec<Cell> = {
-            let neurons = required::<UInt16Type>(&batches, "neuron")?;
-            let categories = required::<Int64Type>(&batches, "category")?;
-            let docs = required::<UInt32Type>(&batches, "doc_id")?;
-            let ws = required::<Float64Type>(&batches, "w")?;
-            let ns = required::<Int64Type>(&batches, "n")?;
-            (0..neurons.len())
-                .map(|i| Cell {
-                    neuron: neurons[i],
-                    category: categories[i],
-                    doc: docs[i],
-                    w: ws[i],
-                    n: ns[i] as u64,
-                })
-                .collect()
-        };
-        // Rows arrive ordered by (model, step, layer, neuron, category): one slice a run.
-        let mut start = 0;
-        while start < cells.len() {
-            let key = (&models[start], steps[start], layers[start]);
-            let mut end = start;
-            while end < cells.len() && (&models[end], steps[end], layers[end]) == key {
-                end += 1;
-            }
-            let slice = &cells[start..end];
+        for (model, step, layer) in &slices {
+            let sql = params.render(
+                &include_str!("../sql/bootstrap_cells.sql")
+                    .replace("{{category}}", category)
+                    .replace("{{filter}}", filter)
+                    .replace("{{model}}", &Literal::from(model.as_str()).sql())
+                    .replace("{{step}}", &step.to_string())
+                    .replace("{{layer}}", &layer.to_string()),
+            );
+            let cells = cells(&collect(ctx, &sql).await?)?;
             let values: Vec<Option<f64>> = {
                 use rayon::prelude::*;
                 draws
                     .par_iter()
-                    .map(|m| median_entropy(slice, m, min_count))
+                    .map(|m| median_entropy(&cells, m, min_count))
                     .collect()
             };
             if let Some(i) = interval(&values) {
                 interval_rows.push(IntervalRow {
-                    model: key.0.clone(),
-                    step: key.1,
-                    layer: key.2,
+                    model: model.clone(),
+                    step: *step,
+                    layer: *layer,
                     measure: measure.to_owned(),
                     median: i.estimate,
                     lo: i.lo,
@@ -218,8 +222,7 @@ pub async fn write_intervals(
                     resamples: params.bootstrap_resamples as u32,
                 });
             }
-            medians.insert((measure.to_owned(), key.0.clone(), key.1, key.2), values);
-            start = end;
+            medians.insert((measure.to_owned(), model.clone(), *step, *layer), values);
         }
     }
     let mut difference_rows = Vec::new();
