@@ -599,16 +599,25 @@ impl PipelineConfig {
     }
 
     /// Pairs (TopK model, dense baseline) whose layers' median entropies `analyze` compares
-    /// with bootstrap intervals (`entropy_differences`): every TopK model of `models` (each
-    /// seed) against `dense` when it is listed.
+    /// with bootstrap intervals (`entropy_differences`): every TopK model of `models` against
+    /// the dense baseline of the same seed (`topk-seed2` against `dense-seed2`: same data
+    /// order), or against `dense` when that seed has none.
     pub fn baseline_pairs(&self) -> Vec<(String, String)> {
-        if !self.models.iter().any(|m| m == "dense") {
-            return vec![];
-        }
         self.models
             .iter()
-            .filter(|m| matches!(trained_model(m), Some((ModelKind::TopK, _))))
-            .map(|m| (m.clone(), "dense".to_owned()))
+            .filter_map(|m| match trained_model(m)? {
+                (ModelKind::TopK, n) => {
+                    let same_seed = match n {
+                        1 => "dense".to_owned(),
+                        n => format!("dense-seed{n}"),
+                    };
+                    let baseline = [same_seed, "dense".to_owned()]
+                        .into_iter()
+                        .find(|b| self.models.contains(b))?;
+                    Some((m.clone(), baseline))
+                }
+                _ => None,
+            })
             .collect()
     }
 
@@ -1029,6 +1038,24 @@ mod seed_tests {
         cfg.validate().unwrap();
         // dense-seed2 has no `dense` to be compared with.
         assert_eq!(cfg.seed_pairs(), vec![("topk".into(), "topk-seed2".into())]);
+        // Each TopK seed against the dense baseline of its seed; `topk` has none here.
+        assert_eq!(
+            cfg.baseline_pairs(),
+            vec![("topk-seed2".into(), "dense-seed2".into())]
+        );
+        let mut all = cfg.clone();
+        all.models = ["topk", "topk-seed2", "topk-seed3", "dense", "dense-seed2"]
+            .map(String::from)
+            .to_vec();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            all.baseline_pairs(),
+            vec![
+                pair("topk", "dense"),
+                pair("topk-seed2", "dense-seed2"),
+                pair("topk-seed3", "dense")
+            ]
+        );
         assert_eq!(cfg.train_config("topk-seed2").seed, cfg.train.seed + 1);
         assert_eq!(cfg.train_config("topk").seed, cfg.train.seed);
         assert_eq!(

@@ -481,26 +481,35 @@ pub fn steerability(rows: &[Steerability], colours: &Colours) -> Drawn {
     }
 }
 
+/// Panels of the stability figure, in this order.
+const CHECKPOINTS: &str = "consecutive checkpoints";
+const SEEDS: &str = "two seeds, same step";
+
 /// Stability of TopK-LM neurons against post-hoc SAE latents: colour by model, marker by
 /// how features are matched. Seeds of one model (`topk`, `topk-seed2`) are one line, their
 /// mean, with the range over seeds as a band.
 pub fn stability(rows: &[StabilityPoint], colours: &Colours) -> Drawn {
-    // (family, how compared, marker) → step → (model, share) of each seed.
-    type Key = (String, String, Marker);
+    // (panel, family, how compared, marker) → step → (model, share) of each seed.
+    type Key = (&'static str, String, String, Marker);
     type Seeds<'a> = BTreeMap<u32, Vec<(&'a str, f64)>>;
     let mut groups: BTreeMap<Key, Seeds> = BTreeMap::new();
     for r in rows {
         let family = family_and_seed(&r.model).0.to_owned();
         let key = match (r.comparison.as_str(), r.method.as_str()) {
-            ("seeds", _) => (r.model.clone(), "vs other seed".to_owned(), Marker::Square),
-            (_, "index") => (family, "by index".to_owned(), Marker::Circle),
-            (_, method) => (family, method.to_owned(), Marker::Triangle),
+            ("seeds", _) => (
+                SEEDS,
+                r.model.clone(),
+                "vs other seed".to_owned(),
+                Marker::Square,
+            ),
+            (_, "index") => (CHECKPOINTS, family, "by index".to_owned(), Marker::Circle),
+            (_, method) => (CHECKPOINTS, family, method.to_owned(), Marker::Triangle),
         };
         let at = groups.entry(key).or_default().entry(r.step).or_default();
         at.push((&r.model, r.share_stable));
     }
     let mut grid = Grid::new();
-    for ((model, how, marker), steps) in groups {
+    for ((panel, model, how, marker), steps) in groups {
         let mut seeds: Vec<&str> = steps.values().flatten().map(|v| v.0).collect();
         seeds.sort_unstable();
         seeds.dedup();
@@ -515,20 +524,20 @@ pub fn stability(rows: &[StabilityPoint], colours: &Colours) -> Drawn {
             let lo = shares.clone().fold(f64::INFINITY, f64::min);
             let hi = shares.fold(f64::NEG_INFINITY, f64::max);
             if seeds.len() > 1 {
-                grid.point_with_interval((), label.clone(), style, step as f64, (mean, lo, hi));
+                grid.point_with_interval(panel, label.clone(), style, step as f64, (mean, lo, hi));
             } else {
-                grid.point((), label.clone(), style, step as f64, Some(mean));
+                grid.point(panel, label.clone(), style, step as f64, Some(mean));
             }
         }
     }
     Drawn {
         stem: "stability",
         title: "Stability: TopK LM against SAE",
-        caption: "Share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers). TopK-LM neurons by index (circles) and by optimal matching (triangles); SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary; squares compare two seeds at the same step (two SAEs of the last checkpoint, or a `-seed2` model against its first seed). Where a model was trained with several seeds the line is their mean and the band their range. A `-sae-warm` series (`sae.warm_start`) starts each checkpoint's SAE from the previous one's, which favours its stability by construction.",
+        caption: "Left: share of features alive at a checkpoint that have a one-to-one match at the next checkpoint with activation cosine at or above the threshold (mean over layers); TopK-LM neurons by index (circles) and by optimal matching (triangles); SAE latents (trained after the fact on the dense baseline, same k) by optimal matching only, since their order is arbitrary. Right: the same share between two seeds at the same step (two SAEs of the last checkpoint, or a `-seed2` model against its first seed). Where a model was trained with several seeds the line is their mean and the band their range. A `-sae-warm` series (`sae.warm_start`) starts each checkpoint's SAE from the previous one's, which favours its stability by construction.",
         chart: over_steps(
-            "Features surviving from one checkpoint to the next",
+            "Features that survive: to the next checkpoint, and across seeds",
             "share with a match at cosine ≥ threshold",
-            grid.into_panels(colours, |_| String::new()),
+            grid.into_panels(colours, |p| p.to_string()),
         ),
     }
 }
@@ -593,9 +602,12 @@ mod tests {
             panic!("a line chart");
         };
         type Drawn<'a> = (&'a str, &'a [(f64, f64)], &'a [(f64, f64, f64)]);
-        let got: Vec<Drawn> = chart.panels[0]
-            .series
+        let titles: Vec<&str> = chart.panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, [CHECKPOINTS, SEEDS]);
+        let got: Vec<Drawn> = chart
+            .panels
             .iter()
+            .flat_map(|p| &p.series)
             .map(|s| (s.label.as_str(), s.points.as_slice(), s.band.as_slice()))
             .collect();
         assert_eq!(
@@ -606,8 +618,8 @@ mod tests {
                     &[(100.0, 0.7), (200.0, 0.7)][..],
                     &[(100.0, 0.6, 0.8), (200.0, 0.5, 0.9)][..]
                 ),
-                ("topk-seed2 (vs other seed)", &[(200.0, 0.4)][..], &[][..]),
                 ("dense-sae (matched)", &[(100.0, 0.3)][..], &[][..]),
+                ("topk-seed2 (vs other seed)", &[(200.0, 0.4)][..], &[][..]),
             ]
         );
     }
