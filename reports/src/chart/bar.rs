@@ -42,10 +42,7 @@ impl BarChart {
         scale: f64,
     ) -> std::result::Result<(), String> {
         let px = |v: f64| (v * scale).round() as u32;
-        root.fill(&WHITE).map_err(msg)?;
-        let root = super::title(root, &self.title, scale)?;
-        let (width, _) = root.dim_in_pixel();
-        let (plot, legend_area) = root.split_horizontally(width - px(self.legend_width() as f64));
+        let (plot, legend_area) = super::frame(root, &self.title, self.legend_width(), scale)?;
         let n = self.categories.len().max(1);
         let g = self.groups.len().max(1);
         let y_max = self
@@ -108,7 +105,7 @@ impl BarChart {
                 .map_err(msg)?;
         }
         legend::draw(&legend_area, &entries, px(40.0) as i32, scale)?;
-        root.present().map_err(msg)
+        plot.present().map_err(msg)
     }
 
     /// The plotted numbers as CSV: group, category, value.

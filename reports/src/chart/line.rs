@@ -120,10 +120,7 @@ impl LineChart {
         let entries = self.legend();
         let labels: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         let shape = layout(self.panels.len(), &labels);
-        root.fill(&WHITE).map_err(msg)?;
-        let root = super::title(root, &self.title, scale)?;
-        let (width, _) = root.dim_in_pixel();
-        let (plots, legend_area) = root.split_horizontally(width - px(shape.legend_width as f64));
+        let (plots, legend_area) = super::frame(root, &self.title, shape.legend_width, scale)?;
         let ((x0, x1), (y0, y1)) = self.ranges();
         let x_ticks = self.x_axis.ticks(x0, x1);
         let y_ticks = self.y_axis.ticks(y0, y1);
@@ -258,7 +255,7 @@ impl LineChart {
             .map(|(l, s)| (l, Swatch::Line(s)))
             .collect();
         legend::draw(&legend_area, &legend_entries, px(40.0) as i32, scale)?;
-        root.present().map_err(msg)
+        plots.present().map_err(msg)
     }
 
     /// The plotted numbers as CSV: panel, series, x, y, interval low, interval high.

@@ -173,13 +173,19 @@ impl plotters::coord::ranged1d::Ranged for KeyedAxis {
 /// Height of the figure's title row, in SVG units.
 const TITLE_HEIGHT: u32 = 44;
 
-/// Writes `title` centred in a row at the top and returns the area below it.
-fn title<DB: DrawingBackend>(
+/// (plot area, legend area).
+type Areas<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
+
+/// Fills the figure white, writes `title` centred in a row at the top and splits the rest
+/// into the plot area and, on the right, a legend column `legend_width` SVG units wide.
+fn frame<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
+    legend_width: u32,
     scale: f64,
-) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+) -> std::result::Result<Areas<DB>, String> {
     use plotters::style::text_anchor::{HPos, Pos, VPos};
+    root.fill(&WHITE).map_err(msg)?;
     let (top, rest) = root.split_vertically((TITLE_HEIGHT as f64 * scale) as u32);
     let (w, h) = top.dim_in_pixel();
     let font = (crate::style::FONT, 22.0 * scale)
@@ -192,7 +198,8 @@ fn title<DB: DrawingBackend>(
         font,
     ))
     .map_err(msg)?;
-    Ok(rest)
+    let (width, _) = rest.dim_in_pixel();
+    Ok(rest.split_horizontally(width - (legend_width as f64 * scale).round() as u32))
 }
 
 /// plotters' errors as text (their types differ per backend).
