@@ -22,15 +22,20 @@ best AS (
     JOIN tokens t ON r.token_index = t.token_index
     WHERE r.rank <= {{top_n}}
 ),
--- The first and last word the token window touches.
-words AS (
-    SELECT best.model, best.layer, best.neuron, best.rank,
-           MIN(c.word_index) AS first_word, MAX(c.word_index) AS last_word
+-- The first and last word the token window touches: word indices rise with position within a
+-- document (from 0), so they are the words of the window's end tokens; a window past the
+-- document's start or end takes the document from its first or to its last word. (Two point
+-- lookups rather than a MIN/MAX over the window: DataFusion would compute `best`, a window
+-- over every activation, once for each CTE that reads it.)
+bounded AS (
+    SELECT best.*,
+           COALESCE(lo.word_index, 0) AS first_word,
+           COALESCE(hi.word_index, 4294967295) AS last_word
     FROM best
-    JOIN tokens c
-      ON c.doc_id = best.doc_id
-     AND c.position BETWEEN best.position - {{before}} AND best.position + {{after}}
-    GROUP BY best.model, best.layer, best.neuron, best.rank
+    LEFT JOIN tokens lo
+      ON lo.doc_id = best.doc_id AND lo.position = best.position - {{before}}
+    LEFT JOIN tokens hi
+      ON hi.doc_id = best.doc_id AND hi.position = best.position + {{after}}
 )
 SELECT best.model, best.step, best.layer, best.neuron, best.rank, best.token_index, best.value,
        best.token_text,
@@ -38,12 +43,9 @@ SELECT best.model, best.step, best.layer, best.neuron, best.rank, best.token_ind
                            ORDER BY c.position), '') AS left_context,
        COALESCE(STRING_AGG(CASE WHEN c.position > best.position THEN c.token_text END, ''
                            ORDER BY c.position), '') AS right_context
-FROM best
-JOIN words w
-  ON w.model = best.model AND w.layer = best.layer AND w.neuron = best.neuron
- AND w.rank = best.rank
+FROM bounded best
 JOIN tokens c
   ON c.doc_id = best.doc_id
- AND c.word_index BETWEEN w.first_word AND w.last_word
+ AND c.word_index BETWEEN best.first_word AND best.last_word
 GROUP BY best.model, best.step, best.layer, best.neuron, best.rank, best.token_index, best.value,
          best.token_text
