@@ -19,14 +19,28 @@ dots AS (
       ON y.model = x.model AND y.step = x.step AND y.layer = x.layer + 1
      AND y.neuron = x.neuron AND y.token_index = x.token_index
     GROUP BY x.model, x.step, x.layer, x.neuron
+),
+-- Each layer's norms are the lower side of one pair and the upper side of the one below:
+-- one pass over `norms` with a conditional aggregate. (A self-join `norms a JOIN norms b`
+-- reads the slice twice: DataFusion computes a CTE once for each reference.)
+paired AS (
+    SELECT n.model, n.step, CAST(n.layer - r.shift AS SMALLINT UNSIGNED) AS layer, n.neuron,
+           MAX(CASE WHEN r.shift = 0 THEN n.norm END) AS norm_lower,
+           MAX(CASE WHEN r.shift = 0 THEN n.n END) AS n_lower,
+           MAX(CASE WHEN r.shift = 1 THEN n.norm END) AS norm_upper,
+           MAX(CASE WHEN r.shift = 1 THEN n.n END) AS n_upper
+    FROM norms n
+    CROSS JOIN (SELECT 0 AS shift UNION ALL SELECT 1 AS shift) r
+    WHERE n.layer >= r.shift
+    GROUP BY n.model, n.step, CAST(n.layer - r.shift AS SMALLINT UNSIGNED), n.neuron
 )
-SELECT a.model, a.step, a.layer, a.neuron,
-       COALESCE(d.dot / NULLIF(a.norm * b.norm, 0), 0.0) AS cosine,
-       COALESCE(CAST(d.n_both AS DOUBLE) / NULLIF(a.n + b.n - COALESCE(d.n_both, 0), 0), 0.0) AS jaccard,
-       a.n AS n_lower,
-       b.n AS n_upper
-FROM norms a
-JOIN norms b
-  ON b.model = a.model AND b.step = a.step AND b.layer = a.layer + 1 AND b.neuron = a.neuron
+SELECT p.model, p.step, p.layer, p.neuron,
+       COALESCE(d.dot / NULLIF(p.norm_lower * p.norm_upper, 0), 0.0) AS cosine,
+       COALESCE(CAST(d.n_both AS DOUBLE)
+                / NULLIF(p.n_lower + p.n_upper - COALESCE(d.n_both, 0), 0), 0.0) AS jaccard,
+       p.n_lower,
+       p.n_upper
+FROM paired p
 LEFT JOIN dots d
-  ON d.model = a.model AND d.step = a.step AND d.layer = a.layer AND d.neuron = a.neuron
+  ON d.model = p.model AND d.step = p.step AND d.layer = p.layer AND d.neuron = p.neuron
+WHERE p.n_lower IS NOT NULL AND p.n_upper IS NOT NULL

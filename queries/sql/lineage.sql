@@ -48,26 +48,44 @@ grid AS (
     FROM stats s
     JOIN pairs p ON p.model = s.model AND p.step = s.step
     WHERE p.step_prev IS NOT NULL
+),
+-- Each checkpoint's norms are the earlier side of one pair and the later side of another: one
+-- pass over `norms` with a conditional aggregate (joining `norms` twice would compute it twice:
+-- DataFusion evaluates a CTE once for each reference).
+roles AS (
+    SELECT model, step_prev AS at_step, step, 0 AS role FROM pairs WHERE step_prev IS NOT NULL
+    UNION ALL
+    SELECT model, step AS at_step, step, 1 AS role FROM pairs WHERE step_prev IS NOT NULL
+),
+paired AS (
+    SELECT n.model, r.step, n.layer, n.neuron,
+           MAX(CASE WHEN r.role = 0 THEN n.norm END) AS norm_prev,
+           MAX(CASE WHEN r.role = 0 THEN n.n END) AS n_prev,
+           MAX(CASE WHEN r.role = 1 THEN n.norm END) AS norm_next,
+           MAX(CASE WHEN r.role = 1 THEN n.n END) AS n_next
+    FROM norms n
+    JOIN roles r ON r.model = n.model AND r.at_step = n.step
+    GROUP BY n.model, r.step, n.layer, n.neuron
 )
 SELECT g.model, g.layer, g.neuron, g.step_prev, g.step,
-       COALESCE(d.dot / NULLIF(a.norm * b.norm, 0), 0.0) AS cosine,
+       COALESCE(d.dot / NULLIF(a.norm_prev * a.norm_next, 0), 0.0) AS cosine,
        COALESCE(CAST(d.n_both AS DOUBLE)
-                / NULLIF(COALESCE(a.n, 0) + COALESCE(b.n, 0) - COALESCE(d.n_both, 0), 0), 0.0)
+                / NULLIF(COALESCE(a.n_prev, 0) + COALESCE(a.n_next, 0) - COALESCE(d.n_both, 0), 0),
+                0.0)
            AS jaccard,
-       COALESCE(a.n, 0) AS n_prev,
-       COALESCE(b.n, 0) AS n_next,
+       COALESCE(a.n_prev, 0) AS n_prev,
+       COALESCE(a.n_next, 0) AS n_next,
        COALESCE(d.n_both, 0) AS n_both,
        w.read_cos_prev AS read_cos,
        w.write_cos_prev AS write_cos,
        CASE
-           WHEN a.n IS NULL AND b.n IS NULL THEN 'dead'
-           WHEN a.n IS NULL THEN 'birth'
-           WHEN b.n IS NULL THEN 'death'
-           WHEN COALESCE(d.dot / NULLIF(a.norm * b.norm, 0), 0.0) >= {{stable_cosine}} THEN 'stable'
+           WHEN a.n_prev IS NULL AND a.n_next IS NULL THEN 'dead'
+           WHEN a.n_prev IS NULL THEN 'birth'
+           WHEN a.n_next IS NULL THEN 'death'
+           WHEN COALESCE(d.dot / NULLIF(a.norm_prev * a.norm_next, 0), 0.0) >= {{stable_cosine}} THEN 'stable'
            ELSE 'drift'
        END AS event
 FROM grid g
-LEFT JOIN norms a ON a.model = g.model AND a.step = g.step_prev AND a.layer = g.layer AND a.neuron = g.neuron
-LEFT JOIN norms b ON b.model = g.model AND b.step = g.step AND b.layer = g.layer AND b.neuron = g.neuron
+LEFT JOIN paired a ON a.model = g.model AND a.step = g.step AND a.layer = g.layer AND a.neuron = g.neuron
 LEFT JOIN dots d ON d.model = g.model AND d.step = g.step AND d.layer = g.layer AND d.neuron = g.neuron
 LEFT JOIN neurons w ON w.model = g.model AND w.step = g.step AND w.layer = g.layer AND w.neuron = g.neuron
