@@ -122,17 +122,6 @@ impl Colours {
         let i = self.families.iter().position(|f| f == family);
         (i.unwrap_or(usize::MAX), seed)
     }
-
-    /// Layer `layer` of `n_layers` of `model`: the model's colour, lighter for earlier layers,
-    /// and a marker per layer.
-    pub fn layer(&self, model: &str, layer: usize, n_layers: usize) -> Style {
-        let base = self.model(model);
-        let depth = layer as f64 / (n_layers.max(2) - 1) as f64;
-        Style {
-            marker: Marker::ALL[layer % Marker::ALL.len()],
-            ..base.lighter(0.55 * (1.0 - depth.min(1.0)))
-        }
-    }
 }
 
 /// Family name the bundled DejaVu Sans is registered under.
@@ -168,9 +157,6 @@ mod tests {
         );
         // Asking again, or in another order, gives the same answer.
         assert_eq!(c.model("unknown-x"), c.model("unknown-x"));
-        // The last layer has the model's own colour.
-        assert_eq!(c.layer("dense", 3, 4).colour, PALETTE[1]);
-        assert_ne!(c.layer("dense", 0, 4).colour, PALETTE[1]);
         let mut labels = [
             "x (index)",
             "dense",
