@@ -49,10 +49,14 @@ fn write_tokens(run: &Path) {
             concept_id: concept_ids[i],
         })
         .collect();
+    write_token_table(run, &rows);
+}
+
+fn write_token_table(run: &Path, rows: &[TokenRow]) {
     write_parquet(
         &run.join("prepare/tokens.parquet"),
         tokens::schema(),
-        &[tokens::encode(&rows).unwrap()],
+        &[tokens::encode(rows).unwrap()],
         &[],
     )
     .unwrap();
@@ -430,13 +434,7 @@ async fn top_contexts_are_widened_to_whole_words() {
             concept_id: None,
         })
         .collect();
-    write_parquet(
-        &run.join("prepare/tokens.parquet"),
-        tokens::schema(),
-        &[tokens::encode(&rows).unwrap()],
-        &[],
-    )
-    .unwrap();
+    write_token_table(run, &rows);
     write_acts(run, "m", 0, 0, &[(4, 0, 2.0), (0, 0, 1.0)], 1);
     let ctx = open_run(run, &SessionOptions::default()).await.unwrap();
     let params = AnalysisParams {
