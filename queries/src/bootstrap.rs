@@ -24,7 +24,7 @@ use crate::Result;
 use crate::parquet_io::write_parquet;
 use crate::session::{collect, derived_path, register};
 use crate::sql::AnalysisParams;
-use crate::sql::serve::Literal;
+use crate::sql::literal::{Literal, fill};
 use crate::tables::columns::{required, text};
 use crate::tables::intervals::{self, DifferenceRow, IntervalRow};
 
@@ -194,14 +194,15 @@ pub async fn write_intervals(
     };
     for (measure, category, filter) in MEASURES {
         for (model, step, layer) in &slices {
-            let sql = params.render(
-                &include_str!("../sql/bootstrap_cells.sql")
-                    .replace("{{category}}", category)
-                    .replace("{{filter}}", filter)
-                    .replace("{{model}}", &Literal::from(model.as_str()).sql())
-                    .replace("{{step}}", &step.to_string())
-                    .replace("{{layer}}", &layer.to_string()),
-            );
+            let cells_sql = include_str!("../sql/bootstrap_cells.sql")
+                .replace("{{category}}", category)
+                .replace("{{filter}}", filter);
+            let slice = [
+                ("model", Literal::from(model.as_str())),
+                ("step", Literal::Int(*step as i64)),
+                ("layer", Literal::Int(*layer as i64)),
+            ];
+            let sql = params.render(&fill(&cells_sql, &slice));
             let cells = cells(&collect(ctx, &sql).await?)?;
             let values: Vec<Option<f64>> = {
                 use rayon::prelude::*;

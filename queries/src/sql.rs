@@ -228,28 +228,9 @@ pub fn render(sql: &str, params: &[(&str, String)]) -> String {
     })
 }
 
-/// Queries of `pipeline serve`, one file each under `queries/sql/serve/`. Their `{{name}}`
-/// placeholders take typed values ([`Literal`]), so a parameter from a URL is always one SQL
-/// literal, never SQL.
-pub mod serve {
-    pub const OVERVIEW: &str = include_str!("../sql/serve/overview.sql");
-    pub const CONCEPTS: &str = include_str!("../sql/serve/concepts.sql");
-    pub const SEARCH_CONCEPT: &str = include_str!("../sql/serve/search_concept.sql");
-    pub const SEARCH_WORD: &str = include_str!("../sql/serve/search_word.sql");
-    pub const SEARCH_NUMBER: &str = include_str!("../sql/serve/search_number.sql");
-    pub const NEURON_OVER_STEPS: &str = include_str!("../sql/serve/neuron_over_steps.sql");
-    pub const NEURON_CONTEXTS: &str = include_str!("../sql/serve/neuron_contexts.sql");
-    pub const NEURON_TOKENS: &str = include_str!("../sql/serve/neuron_tokens.sql");
-    pub const NEURON_CONCEPTS: &str = include_str!("../sql/serve/neuron_concepts.sql");
-    pub const NEURON_HISTOGRAM: &str = include_str!("../sql/serve/neuron_histogram.sql");
-    pub const NEURON_WEIGHTS: &str = include_str!("../sql/serve/neuron_weights.sql");
-    pub const NEURON_LAYERS: &str = include_str!("../sql/serve/neuron_layers.sql");
-    pub const NEURON_MATCHES: &str = include_str!("../sql/serve/neuron_matches.sql");
-    pub const NEURON_MAX: &str = include_str!("../sql/serve/neuron_max.sql");
-    pub const NEURON_CONCEPT: &str = include_str!("../sql/serve/neuron_concept.sql");
-    pub const COMPARE_NEURONS: &str = include_str!("../sql/serve/compare_neurons.sql");
-    pub const COMPARE_CONCEPTS: &str = include_str!("../sql/serve/compare_concepts.sql");
-
+/// Typed values for `{{name}}` placeholders: each becomes exactly one SQL literal, never SQL
+/// (URL parameters of `pipeline serve`, the bootstrap's slice keys).
+pub mod literal {
     /// One value in place of a placeholder.
     #[derive(Debug, Clone, PartialEq)]
     pub enum Literal {
@@ -325,4 +306,29 @@ pub mod serve {
             );
         }
     }
+}
+
+/// Queries of `pipeline serve`, one file each under `queries/sql/serve/`. Their `{{name}}`
+/// placeholders take typed values ([`literal::Literal`]), so a parameter from a URL is always one SQL
+/// literal, never SQL.
+pub mod serve {
+    pub const OVERVIEW: &str = include_str!("../sql/serve/overview.sql");
+    pub const CONCEPTS: &str = include_str!("../sql/serve/concepts.sql");
+    pub const SEARCH_CONCEPT: &str = include_str!("../sql/serve/search_concept.sql");
+    pub const SEARCH_WORD: &str = include_str!("../sql/serve/search_word.sql");
+    pub const SEARCH_NUMBER: &str = include_str!("../sql/serve/search_number.sql");
+    pub const NEURON_OVER_STEPS: &str = include_str!("../sql/serve/neuron_over_steps.sql");
+    pub const NEURON_CONTEXTS: &str = include_str!("../sql/serve/neuron_contexts.sql");
+    pub const NEURON_TOKENS: &str = include_str!("../sql/serve/neuron_tokens.sql");
+    pub const NEURON_CONCEPTS: &str = include_str!("../sql/serve/neuron_concepts.sql");
+    pub const NEURON_HISTOGRAM: &str = include_str!("../sql/serve/neuron_histogram.sql");
+    pub const NEURON_WEIGHTS: &str = include_str!("../sql/serve/neuron_weights.sql");
+    pub const NEURON_LAYERS: &str = include_str!("../sql/serve/neuron_layers.sql");
+    pub const NEURON_MATCHES: &str = include_str!("../sql/serve/neuron_matches.sql");
+    pub const NEURON_MAX: &str = include_str!("../sql/serve/neuron_max.sql");
+    pub const NEURON_CONCEPT: &str = include_str!("../sql/serve/neuron_concept.sql");
+    pub const COMPARE_NEURONS: &str = include_str!("../sql/serve/compare_neurons.sql");
+    pub const COMPARE_CONCEPTS: &str = include_str!("../sql/serve/compare_concepts.sql");
+
+    pub use super::literal::{Literal, fill};
 }
