@@ -1,5 +1,7 @@
 //! The derived tables on a hand-built run: known activations, hand-computed answers.
 
+mod common;
+
 use std::path::Path;
 
 use arrow::array::RecordBatch;
@@ -460,4 +462,81 @@ async fn top_contexts_are_widened_to_whole_words() {
             vec!["2", "", "The", " blackbird"],
         ]
     );
+}
+
+/// The session aggregates each Hive partition in one phase where a GROUP BY holds the
+/// partition keys (no shuffle between a partial and a final aggregation), and every derived
+/// table has the rows the default two-phase plans give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
+    let spec = queries::synthetic::LakeSpec {
+        rows: 8 * 2 * 3 * 2 * 300,
+        k: 8,
+        d: 32,
+        layers: 2,
+        steps: 3,
+        models: vec!["topk".into(), "dense".into()],
+        seed: 11,
+    };
+    let (ours, plain) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    queries::synthetic::write_lake(ours.path(), &spec).unwrap();
+    queries::synthetic::write_lake(plain.path(), &spec).unwrap();
+    let params = AnalysisParams::default();
+
+    let options = SessionOptions {
+        target_partitions: Some(2),
+        ..Default::default()
+    };
+    let ctx = open_run(ours.path(), &options).await.unwrap();
+    let token_entropy = queries::sql::DERIVED_TABLES
+        .iter()
+        .find(|t| t.name == "token_entropy")
+        .unwrap();
+    let plan = collect(
+        &ctx,
+        &format!("EXPLAIN {}", params.render(token_entropy.sql)),
+    )
+    .await
+    .unwrap();
+    let plan = text(&plan, "plan").unwrap().join("\n");
+    assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
+    assert!(!plan.contains("mode=Partial"), "{plan}");
+    queries::analysis::run_analysis(&ctx, ours.path(), &params, &[], &mut |_| {})
+        .await
+        .unwrap();
+
+    // The same tables and views in a session with DataFusion's defaults.
+    let config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    let layout = queries::layout::RunLayout::new(plain.path());
+    for (table, path, partitioned) in layout.tables() {
+        if path.exists() {
+            queries::session::register(&ctx, table, &path, partitioned)
+                .await
+                .unwrap();
+        }
+    }
+    for view in queries::session::VIEWS {
+        ctx.sql(view).await.unwrap();
+    }
+    let plan = collect(
+        &ctx,
+        &format!("EXPLAIN {}", params.render(token_entropy.sql)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&plan, "plan")
+            .unwrap()
+            .join("\n")
+            .contains("mode=Partial"),
+        "the default plan aggregates in two phases"
+    );
+    queries::analysis::run_analysis(&ctx, plain.path(), &params, &[], &mut |_| {})
+        .await
+        .unwrap();
+
+    for table in queries::sql::DERIVED_TABLES {
+        common::assert_same_table(ours.path(), plain.path(), table.name).await;
+    }
 }
