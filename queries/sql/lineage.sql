@@ -4,7 +4,7 @@
 -- jaccard = |A ∩ B| / |A ∪ B| of the active-token sets.
 -- event: birth (dead → active), death (active → dead), stable (cosine ≥ {{stable_cosine}}),
 -- drift (otherwise), dead (dead at both).
--- Inputs:  neuron_stats (for the grid and dead flags), activations.
+-- Inputs:  neuron_stats (for the grid and dead flags), checkpoint_pairs, activations.
 -- Run once per (model, layer) slice ({{slice}}), so a join holds one slice in memory.
 -- read_cos / write_cos: cosine of the neuron's read and write weight vectors with the previous
 -- checkpoint's (from `neurons`).
@@ -16,17 +16,8 @@ WITH acts AS (
 stats AS (
     SELECT model, step, layer, neuron FROM neuron_stats WHERE {{slice}}
 ),
-steps AS (
-    SELECT DISTINCT model, step FROM stats
-),
--- The previous checkpoint of each step (NULL for the first). A self-join rather than LAG():
--- Ballista 55 fails a window over a partition column the slice filter made constant
--- ("Expects PARTITION BY expression to be ordered"), and steps are few.
 pairs AS (
-    SELECT s.model, s.step, MAX(p.step) AS step_prev
-    FROM steps s
-    LEFT JOIN steps p ON p.model = s.model AND p.step < s.step
-    GROUP BY s.model, s.step
+    SELECT model, layer, step, step_prev FROM checkpoint_pairs WHERE {{slice}}
 ),
 norms AS (
     SELECT model, step, layer, neuron, SQRT(SUM(value * value)) AS norm, COUNT(*) AS n
@@ -37,7 +28,7 @@ dots AS (
     SELECT p.model, p.step, x.layer, x.neuron,
            SUM(x.value * y.value) AS dot, COUNT(*) AS n_both
     FROM pairs p
-    JOIN acts x ON x.model = p.model AND x.step = p.step_prev
+    JOIN acts x ON x.model = p.model AND x.layer = p.layer AND x.step = p.step_prev
     JOIN acts y
       ON y.model = p.model AND y.step = p.step AND y.layer = x.layer
      AND y.neuron = x.neuron AND y.token_index = x.token_index
@@ -46,16 +37,17 @@ dots AS (
 grid AS (
     SELECT s.model, s.layer, s.neuron, p.step_prev, s.step
     FROM stats s
-    JOIN pairs p ON p.model = s.model AND p.step = s.step
+    JOIN pairs p ON p.model = s.model AND p.layer = s.layer AND p.step = s.step
     WHERE p.step_prev IS NOT NULL
 ),
 -- Each checkpoint's norms are the earlier side of one pair and the later side of another: one
 -- pass over `norms` with a conditional aggregate (joining `norms` twice would compute it twice:
 -- DataFusion evaluates a CTE once for each reference).
 roles AS (
-    SELECT model, step_prev AS at_step, step, 0 AS role FROM pairs WHERE step_prev IS NOT NULL
+    SELECT model, layer, step_prev AS at_step, step, 0 AS role
+    FROM pairs WHERE step_prev IS NOT NULL
     UNION ALL
-    SELECT model, step AS at_step, step, 1 AS role FROM pairs WHERE step_prev IS NOT NULL
+    SELECT model, layer, step AS at_step, step, 1 AS role FROM pairs WHERE step_prev IS NOT NULL
 ),
 paired AS (
     SELECT n.model, r.step, n.layer, n.neuron,
@@ -64,7 +56,7 @@ paired AS (
            MAX(CASE WHEN r.role = 1 THEN n.norm END) AS norm_next,
            MAX(CASE WHEN r.role = 1 THEN n.n END) AS n_next
     FROM norms n
-    JOIN roles r ON r.model = n.model AND r.at_step = n.step
+    JOIN roles r ON r.model = n.model AND r.layer = n.layer AND r.at_step = n.step
     GROUP BY n.model, r.step, n.layer, n.neuron
 )
 SELECT g.model, g.layer, g.neuron, g.step_prev, g.step,

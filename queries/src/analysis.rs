@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
@@ -28,26 +30,49 @@ pub async fn write_sliced(
     path: &Path,
     metadata: &[(&str, String)],
 ) -> Result<usize> {
-    let mut file: Option<AtomicParquet> = None;
+    let mut file: Option<(AtomicParquet, SchemaRef)> = None;
     for sql in sqls {
         let df = ctx.sql(sql).await?;
-        let file = match &mut file {
+        let (file, schema) = match &mut file {
             Some(f) => f,
-            None => file.insert(AtomicParquet::create(
-                path,
-                Arc::new(df.schema().as_arrow().clone()),
-                metadata,
-            )?),
+            None => {
+                let schema = plain_strings(df.schema().as_arrow());
+                let f = AtomicParquet::create(path, schema.clone(), metadata)?;
+                file.insert((f, schema))
+            }
         };
         let mut stream = df.execute_stream().await?;
         while let Some(batch) = stream.next().await {
-            file.write(&batch?)?;
+            let batch = batch?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            file.write(&RecordBatch::try_new(schema.clone(), columns)?)?;
         }
     }
     match file {
-        Some(f) => f.finish(),
+        Some((f, _)) => f.finish(),
         None => Ok(0),
     }
+}
+
+/// `schema` with every string column as plain `Utf8`: the engine hands out string views (the
+/// model partition column, text read from Parquet) and large strings (`STRING_AGG`), and a
+/// derived table should read back the same in any tool (pyarrow cannot sort string views).
+fn plain_strings(schema: &Schema) -> SchemaRef {
+    let fields = schema.fields().iter().map(|f| match f.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => {
+            Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
+        }
+        _ => f.clone(),
+    });
+    Arc::new(Schema::new_with_metadata(
+        fields.collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
 }
 
 /// The `{{slice}}` predicates of a table: one per distinct combination of `columns` in

@@ -42,9 +42,15 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
         slice_by: &[],
     },
     DerivedTable {
+        name: "checkpoint_pairs",
+        sql: include_str!("../sql/checkpoint_pairs.sql"),
+        needs: &[],
+        slice_by: &[],
+    },
+    DerivedTable {
         name: "lineage",
         sql: include_str!("../sql/lineage.sql"),
-        needs: &["neuron_stats"],
+        needs: &["neuron_stats", "checkpoint_pairs"],
         slice_by: &["model", "layer"],
     },
     DerivedTable {
