@@ -551,9 +551,11 @@ fn compare_duckdb(
 ) -> Result<()> {
     let out = tempfile::tempdir()?;
     let layout = queries::layout::RunLayout::new(run);
+    let activations = layout.activations_dir();
     let tables: serde_json::Map<String, serde_json::Value> = layout
         .tables()
         .into_iter()
+        .chain([(queries::session::ACTIVATIONS_BY_NEURON, activations, true)])
         .filter(|(_, path, _)| path.exists())
         .map(|(name, path, partitioned)| {
             let path = std::path::absolute(&path).unwrap_or(path);

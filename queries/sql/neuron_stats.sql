@@ -1,5 +1,6 @@
 -- neuron_stats: one row per (model, step, layer, neuron), dead neurons included.
--- Inputs:  neurons (every neuron of every recorded partition), activations, tokens.
+-- Inputs:  neurons (every neuron of every recorded partition), activations (as
+--          activations_by_neuron: the aggregation streams neuron by neuron), tokens.
 -- Output:  model, step, layer, neuron, n_active, frequency (share of evaluation tokens where the
 --          neuron is among the recorded top-k), mean_value, max_value, n_distinct_tokens,
 --          n_distinct_concepts, dead (never active on the evaluation set).
@@ -13,7 +14,7 @@ active AS (
            MAX(a.value) AS max_value,
            COUNT(DISTINCT t.token_id) AS n_distinct_tokens,
            COUNT(DISTINCT t.concept_id) AS n_distinct_concepts
-    FROM activations a
+    FROM activations_by_neuron a
     JOIN tokens t ON a.token_index = t.token_index
     GROUP BY a.model, a.step, a.layer, a.neuron
 )

@@ -22,8 +22,8 @@ pub struct SessionOptions {
 }
 
 /// A session with every table that exists in `run_dir` registered, plus views:
-/// `activations` (values as FLOAT, however stored) and `latest_activations` (each model's
-/// last recorded step).
+/// `activations` (values as FLOAT, however stored), `activations_by_neuron` (the same, with
+/// the files' order declared) and `latest_activations` (each model's last recorded step).
 pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<SessionContext> {
     // DATAFUSION_* environment variables (e.g. DATAFUSION_EXECUTION_TARGET_PARTITIONS=4) tune
     // the engine without a rebuild; the settings below come on top.
@@ -64,6 +64,7 @@ pub async fn open_run(run_dir: &Path, options: &SessionOptions) -> Result<Sessio
         }
     }
     if ctx.table_exist("activations_stored")? {
+        register_in_neuron_order(&ctx, ACTIVATIONS_BY_NEURON, &layout.activations_dir()).await?;
         for view in VIEWS {
             ctx.sql(view).await?;
         }
@@ -92,10 +93,46 @@ fn keep_hive_partitions(config: &mut SessionConfig) {
 }
 
 /// The views over `activations_stored`, in the order they are created.
-pub const VIEWS: [&str; 2] = [
+pub const VIEWS: [&str; 3] = [
     include_str!("../sql/views/activations.sql"),
+    include_str!("../sql/views/activations_by_neuron.sql"),
     include_str!("../sql/views/latest_activations.sql"),
 ];
+
+/// Names of the views in [`VIEWS`].
+pub const VIEW_NAMES: [&str; 3] = ["activations", "activations_by_neuron", "latest_activations"];
+
+/// The recorded activations registered a second time, under this name, with the order of
+/// their rows declared (the view `activations_by_neuron` reads it).
+pub const ACTIVATIONS_BY_NEURON: &str = "activations_stored_by_neuron";
+
+/// The order of the rows in every activation file: the recorder sorts each file by neuron,
+/// then token, and the Hive keys are constant in a file. Declared, it lets DataFusion stream
+/// an aggregation per neuron; across the files of one stream DataFusion relies on it only
+/// where their min/max statistics prove it (not where a partition was flushed in several
+/// parts, whose neuron ranges overlap).
+fn neuron_order() -> Vec<Vec<datafusion::logical_expr::SortExpr>> {
+    let keys = ["model", "step", "layer", "neuron", "token_index"];
+    vec![
+        keys.iter()
+            .map(|c| datafusion::prelude::col(*c).sort(true, false))
+            .collect(),
+    ]
+}
+
+/// Registers the Hive-partitioned activation folder with [`neuron_order`] declared.
+pub async fn register_in_neuron_order(
+    ctx: &SessionContext,
+    table: &str,
+    path: &Path,
+) -> Result<()> {
+    let url = table_url(path)?;
+    let options = ParquetReadOptions::default()
+        .table_partition_cols(partition_columns())
+        .file_sort_order(neuron_order());
+    ctx.register_parquet(table, url.as_str(), options).await?;
+    Ok(())
+}
 
 /// Registers one Parquet file or Hive-partitioned folder, by absolute path: on a cluster the
 /// plan travels to executors whose working directory is not ours.

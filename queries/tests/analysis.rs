@@ -500,25 +500,13 @@ async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
     .unwrap();
     let plan = text(&plan, "plan").unwrap().join("\n");
     assert!(plan.contains("mode=SinglePartitioned"), "{plan}");
-    assert!(!plan.contains("mode=Partial"), "{plan}");
+    assert!(!plan.contains("AggregateExec: mode=Partial"), "{plan}");
     queries::analysis::run_analysis(&ctx, ours.path(), &params, &[], &mut |_| {})
         .await
         .unwrap();
 
     // The same tables and views in a session with DataFusion's defaults.
-    let config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
-    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
-    let layout = queries::layout::RunLayout::new(plain.path());
-    for (table, path, partitioned) in layout.tables() {
-        if path.exists() {
-            queries::session::register(&ctx, table, &path, partitioned)
-                .await
-                .unwrap();
-        }
-    }
-    for view in queries::session::VIEWS {
-        ctx.sql(view).await.unwrap();
-    }
+    let ctx = default_session(plain.path()).await;
     let plan = collect(
         &ctx,
         &format!("EXPLAIN {}", params.render(token_entropy.sql)),
@@ -529,7 +517,7 @@ async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
         text(&plan, "plan")
             .unwrap()
             .join("\n")
-            .contains("mode=Partial"),
+            .contains("AggregateExec: mode=Partial"),
         "the default plan aggregates in two phases"
     );
     queries::analysis::run_analysis(&ctx, plain.path(), &params, &[], &mut |_| {})
@@ -555,5 +543,124 @@ async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
                 field.data_type()
             );
         }
+    }
+}
+
+/// A session over `run` with DataFusion's default settings and no declared file order: the
+/// plans to compare the project's session with.
+async fn default_session(run: &Path) -> datafusion::prelude::SessionContext {
+    let config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    let layout = queries::layout::RunLayout::new(run);
+    for (table, path, partitioned) in layout.tables() {
+        if path.exists() {
+            queries::session::register(&ctx, table, &path, partitioned)
+                .await
+                .unwrap();
+        }
+    }
+    // The activations once more under the name `activations_by_neuron` reads, without the
+    // declared order: DataFusion's plain hash aggregations to compare the streamed ones with.
+    queries::session::register(
+        &ctx,
+        queries::session::ACTIVATIONS_BY_NEURON,
+        &layout.activations_dir(),
+        true,
+    )
+    .await
+    .unwrap();
+    for view in queries::session::VIEWS {
+        ctx.sql(view).await.unwrap();
+    }
+    ctx
+}
+
+/// `activations_by_neuron` declares the order the recorder writes each file in. DataFusion
+/// streams token_entropy's and neuron_stats' aggregations on it where the files' statistics
+/// prove that order across the files of a stream (checkpoints 0–11, whose folder names do not
+/// sort as numbers), reads without it where they cannot (a partition flushed in two parts,
+/// whose neuron ranges overlap), and the rows equal plain hash aggregations either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_neuron_order_streams_only_where_the_files_prove_it() {
+    let spec = queries::synthetic::LakeSpec {
+        rows: 6 * 2 * 12 * 120,
+        k: 6,
+        d: 24,
+        layers: 2,
+        steps: 12,
+        models: vec!["topk".into()],
+        seed: 5,
+    };
+    let run = tempfile::tempdir().unwrap();
+    queries::synthetic::write_lake(run.path(), &spec).unwrap();
+    assert_streamed_rows_equal_hashed(run.path(), true).await;
+
+    let partition = run
+        .path()
+        .join("record/activations/model=topk/step=3/layer=1");
+    split_in_two_parts(&partition);
+    assert_streamed_rows_equal_hashed(run.path(), false).await;
+}
+
+/// Checks whether token_entropy and neuron_stats stream on `run` (`streams`), and that their
+/// rows equal those of [`default_session`].
+async fn assert_streamed_rows_equal_hashed(run: &Path, streams: bool) {
+    let params = AnalysisParams::default();
+    let options = SessionOptions {
+        target_partitions: Some(2),
+        ..Default::default()
+    };
+    let ordered = open_run(run, &options).await.unwrap();
+    let plain = default_session(run).await;
+    for name in ["token_entropy", "neuron_stats"] {
+        let table = queries::sql::DERIVED_TABLES
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap();
+        let sql = params.render(table.sql);
+        let plan = collect(&ordered, &format!("EXPLAIN {sql}")).await.unwrap();
+        let plan = text(&plan, "plan").unwrap().join("\n");
+        assert_eq!(plan.contains("ordering_mode="), streams, "{name}: {plan}");
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (ctx, dir) in [(&ordered, &a), (&plain, &b)] {
+            let path = derived_path(dir.path(), name);
+            queries::analysis::write_sliced(ctx, std::slice::from_ref(&sql), &path, &[])
+                .await
+                .unwrap();
+        }
+        common::assert_same_table(a.path(), b.path(), name).await;
+    }
+}
+
+/// Rewrites a partition's one file as two, split by token as the recorder flushes a full
+/// buffer: each part sorted by neuron then token, their neuron ranges overlapping.
+fn split_in_two_parts(partition: &Path) {
+    let path = partition.join("part-0000.parquet");
+    let file = std::fs::File::open(&path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let tokens = all
+        .column_by_name("token_index")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::UInt32Array>()
+        .unwrap();
+    let middle = tokens.values().iter().max().unwrap().div_ceil(2);
+    let first: arrow::array::BooleanArray = tokens.iter().map(|t| t.map(|t| t < middle)).collect();
+    let second = arrow::compute::not(&first).unwrap();
+    for (part, keep) in [(0, &first), (1, &second)] {
+        let rows = arrow::compute::filter_record_batch(&all, keep).unwrap();
+        assert!(rows.num_rows() > 0);
+        write_parquet(
+            &partition.join(format!("part-{part:04}.parquet")),
+            rows.schema(),
+            &[rows],
+            &[],
+        )
+        .unwrap();
     }
 }
