@@ -44,7 +44,7 @@ pub const DERIVED_TABLES: &[DerivedTable] = &[
     DerivedTable {
         name: "checkpoint_pairs",
         sql: include_str!("../sql/checkpoint_pairs.sql"),
-        needs: &[],
+        needs: &["neuron_stats"],
         slice_by: &[],
     },
     DerivedTable {
@@ -190,6 +190,47 @@ mod tests {
             let sql = params.render(table.sql);
             let sql = sql.replace("{{slice}}", "TRUE");
             assert!(!sql.contains("{{"), "{} keeps a placeholder", table.name);
+        }
+    }
+
+    /// Whether `sql` reads `table` (`FROM table` or `JOIN table`, comments aside).
+    fn reads(sql: &str, table: &str) -> bool {
+        let code: String = sql
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let words: Vec<&str> = code
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.windows(2).any(|w| {
+            (w[0].eq_ignore_ascii_case("FROM") || w[0].eq_ignore_ascii_case("JOIN"))
+                && w[1] == table
+        })
+    }
+
+    #[test]
+    fn derived_tables_declare_the_earlier_tables_they_read() {
+        assert!(reads("SELECT a FROM x JOIN y ON TRUE", "y"));
+        assert!(!reads("-- FROM y\nSELECT y FROM x", "y"));
+        for (i, table) in DERIVED_TABLES.iter().enumerate() {
+            for other in DERIVED_TABLES.iter().filter(|t| t.name != table.name) {
+                assert_eq!(
+                    reads(table.sql, other.name),
+                    table.needs.contains(&other.name),
+                    "{} reads {}: `needs` must say so exactly",
+                    table.name,
+                    other.name
+                );
+            }
+            for need in table.needs {
+                assert!(
+                    DERIVED_TABLES[..i].iter().any(|t| t.name == *need),
+                    "{} needs {need}, which is not computed before it",
+                    table.name
+                );
+            }
         }
     }
 }
