@@ -610,7 +610,7 @@ fn compare_duckdb(
     // Tables that take milliseconds measure each engine's fixed cost per statement (planning,
     // one small file), not its scans and aggregations: their ratio is reported apart.
     const SUBSTANTIVE_SECONDS: f64 = 0.1;
-    let (mut ratios, mut substantive) = (Vec::new(), Vec::new());
+    let (mut ratios, mut substantive, mut differ) = (Vec::new(), Vec::new(), Vec::new());
     for o in local {
         let d = &answer["tables"][o.name];
         let (seconds, rows) = (
@@ -619,6 +619,9 @@ fn compare_duckdb(
         );
         let ratio = o.seconds / seconds;
         ratios.push(ratio);
+        if rows != o.rows as u64 {
+            differ.push(format!("{} ({} rows against {rows})", o.name, o.rows));
+        }
         if o.seconds.max(seconds) >= SUBSTANTIVE_SECONDS {
             substantive.push(ratio);
         }
@@ -644,6 +647,11 @@ fn compare_duckdb(
         substantive.len(),
         ratios.len(),
         substantive.iter().copied().fold(f64::NAN, f64::max)
+    );
+    anyhow::ensure!(
+        differ.is_empty(),
+        "DataFusion and DuckDB disagree on {}",
+        differ.join(", ")
     );
     Ok(())
 }
@@ -687,6 +695,18 @@ fn bench_ballista(
             "all",
             "",
             total / local_total
+        );
+        // A speed comparison means nothing if the engines disagree.
+        let differ: Vec<String> = outputs
+            .iter()
+            .zip(local)
+            .filter(|(o, l)| o.rows != l.rows)
+            .map(|(o, l)| format!("{} ({} rows against {})", o.name, o.rows, l.rows))
+            .collect();
+        anyhow::ensure!(
+            differ.is_empty(),
+            "Ballista and DataFusion disagree on {}",
+            differ.join(", ")
         );
     }
     Ok(())

@@ -121,3 +121,56 @@ async fn a_query_that_fails_on_an_executor_names_the_stage() {
     assert!(e.to_lowercase().contains("stage"), "{e}");
     assert!(e.contains("t0") || e.to_lowercase().contains("cast"), "{e}");
 }
+
+/// Ballista's shuffle does not keep an order, so nothing may be planned there as if it did:
+/// the per-neuron tables have one row per neuron, as in process, on a lake of the benchmark's
+/// shape (2 models × 8 checkpoints × 4 layers × 256 neurons), where an order declared for the
+/// activation files once gave Ballista's token_entropy each neuron about twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_neuron_tables_have_one_row_per_neuron_on_ballista() {
+    let spec = LakeSpec::with_rows(200_000);
+    let local = tempfile::tempdir().unwrap();
+    let distributed = tempfile::tempdir().unwrap();
+    write_lake(local.path(), &spec).unwrap();
+    write_lake(distributed.path(), &spec).unwrap();
+
+    let cluster = start_local(&ClusterOptions {
+        executors: 2,
+        scheduler_port: 0,
+        task_slots: 2,
+    })
+    .await
+    .unwrap();
+    let engines = [
+        (local.path(), Engine::DataFusion),
+        (
+            distributed.path(),
+            Engine::Ballista {
+                scheduler: cluster.url(),
+                force_remote_read: true,
+            },
+        ),
+    ];
+    for (run, engine) in engines {
+        let options = SessionOptions {
+            engine,
+            target_partitions: Some(2),
+            ..Default::default()
+        };
+        let ctx = open_run(run, &options).await.unwrap();
+        let params = AnalysisParams::default();
+        for table in DERIVED_TABLES
+            .iter()
+            .filter(|t| ["neuron_stats", "token_entropy"].contains(&t.name))
+        {
+            let sql = params.render(table.sql);
+            let path = queries::session::derived_path(run, table.name);
+            queries::analysis::write_sliced(&ctx, &[sql], &path, &[])
+                .await
+                .unwrap();
+        }
+    }
+    for name in ["neuron_stats", "token_entropy"] {
+        common::assert_same_table(local.path(), distributed.path(), name).await;
+    }
+}
