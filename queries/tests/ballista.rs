@@ -29,6 +29,17 @@ fn spec() -> LakeSpec {
     }
 }
 
+/// A local cluster of two executors of two task slots: shuffles cross executors.
+async fn two_executors() -> queries::cluster::LocalCluster {
+    start_local(&ClusterOptions {
+        executors: 2,
+        scheduler_port: 0,
+        task_slots: 2,
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs every derived table, then matching and stability, into `run/analyze/`.
 async fn analyse(run: &Path, engine: Engine) {
     let ctx = open_run(
@@ -57,13 +68,7 @@ async fn every_derived_table_is_the_same_on_ballista_and_datafusion() {
     let rows = write_lake(local.path(), &spec()).unwrap();
     assert_eq!(write_lake(distributed.path(), &spec()).unwrap(), rows);
 
-    let cluster = start_local(&ClusterOptions {
-        executors: 2,
-        scheduler_port: 0,
-        task_slots: 2,
-    })
-    .await
-    .unwrap();
+    let cluster = two_executors().await;
     analyse(local.path(), Engine::DataFusion).await;
     analyse(
         distributed.path(),
@@ -134,13 +139,7 @@ async fn per_neuron_tables_have_one_row_per_neuron_on_ballista() {
     write_lake(local.path(), &spec).unwrap();
     write_lake(distributed.path(), &spec).unwrap();
 
-    let cluster = start_local(&ClusterOptions {
-        executors: 2,
-        scheduler_port: 0,
-        task_slots: 2,
-    })
-    .await
-    .unwrap();
+    let cluster = two_executors().await;
     let engines = [
         (local.path(), Engine::DataFusion),
         (
