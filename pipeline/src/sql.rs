@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: &SqlArgs) -> Result<()> {
     ))?;
     if table_names(&session)
         .iter()
-        .all(|t| queries::session::VIEW_NAMES.contains(&t.as_str()))
+        .all(|t| queries::session::view_names().any(|v| v == t))
     {
         anyhow::bail!(
             "{} has no tables yet; run `pipeline run all` first",

@@ -108,8 +108,13 @@ pub const VIEWS: [&str; 3] = [
     include_str!("../sql/views/latest_activations.sql"),
 ];
 
-/// Names of the views in [`VIEWS`].
-pub const VIEW_NAMES: [&str; 3] = ["activations", "activations_by_neuron", "latest_activations"];
+/// Names of the views in [`VIEWS`] (the word after `CREATE VIEW`).
+pub fn view_names() -> impl Iterator<Item = &'static str> {
+    VIEWS.iter().filter_map(|sql| {
+        let rest = &sql[sql.find("CREATE VIEW ")? + "CREATE VIEW ".len()..];
+        rest.split_whitespace().next()
+    })
+}
 
 /// The recorded activations registered a second time, under this name, with the order of
 /// their rows declared (the view `activations_by_neuron` reads it).
@@ -130,11 +135,7 @@ fn neuron_order() -> Vec<Vec<datafusion::logical_expr::SortExpr>> {
 }
 
 /// Registers the Hive-partitioned activation folder with [`neuron_order`] declared.
-pub async fn register_in_neuron_order(
-    ctx: &SessionContext,
-    table: &str,
-    path: &Path,
-) -> Result<()> {
+async fn register_in_neuron_order(ctx: &SessionContext, table: &str, path: &Path) -> Result<()> {
     let url = table_url(path)?;
     let options = ParquetReadOptions::default()
         .table_partition_cols(partition_columns())
@@ -226,4 +227,16 @@ pub fn derived_path(run_dir: &Path, name: &str) -> PathBuf {
 /// Runs a query and returns its rows.
 pub async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn view_names_are_read_from_the_view_files() {
+        let names: Vec<&str> = super::view_names().collect();
+        assert_eq!(
+            names,
+            ["activations", "activations_by_neuron", "latest_activations"]
+        );
+    }
 }
