@@ -173,3 +173,62 @@ async fn per_neuron_tables_have_one_row_per_neuron_on_ballista() {
         common::assert_same_table(local.path(), distributed.path(), name).await;
     }
 }
+
+/// The executors write their shuffle files into the cluster's own folder, which goes with the
+/// cluster (Ballista's standalone executors left theirs in the system's temp folder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shuffle_files_go_with_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lake(
+        dir.path(),
+        &LakeSpec {
+            rows: 2000,
+            ..spec()
+        },
+    )
+    .unwrap();
+    let cluster = two_executors().await;
+    let work_dir = cluster.work_dir().to_owned();
+    let ctx = open_run(
+        dir.path(),
+        &SessionOptions {
+            engine: Engine::Ballista {
+                scheduler: cluster.url(),
+                force_remote_read: true,
+            },
+            target_partitions: Some(2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // A GROUP BY over two partitions shuffles between its partial and final aggregation.
+    let rows = collect(
+        &ctx,
+        "SELECT neuron, COUNT(*) FROM activations GROUP BY neuron",
+    )
+    .await
+    .unwrap();
+    assert!(rows.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    assert!(
+        files(&work_dir) > 0,
+        "no shuffle files in {}",
+        work_dir.display()
+    );
+    drop(ctx);
+    drop(cluster);
+    assert!(!work_dir.exists(), "{} is left behind", work_dir.display());
+}
