@@ -29,6 +29,17 @@ fn spec() -> LakeSpec {
     }
 }
 
+/// A lake of 2,000 activation rows in a temporary folder.
+fn small_lake() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = LakeSpec {
+        rows: 2000,
+        ..spec()
+    };
+    write_lake(dir.path(), &spec).unwrap();
+    dir
+}
+
 /// A local cluster of two executors of two task slots: shuffles cross executors.
 async fn two_executors() -> queries::cluster::LocalCluster {
     start_local(&ClusterOptions {
@@ -90,15 +101,7 @@ async fn every_derived_table_is_the_same_on_ballista_and_datafusion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_that_fails_on_an_executor_names_the_stage() {
-    let dir = tempfile::tempdir().unwrap();
-    write_lake(
-        dir.path(),
-        &LakeSpec {
-            rows: 2000,
-            ..spec()
-        },
-    )
-    .unwrap();
+    let dir = small_lake();
     let cluster = start_local(&ClusterOptions {
         executors: 2,
         scheduler_port: 0,
@@ -178,15 +181,7 @@ async fn per_neuron_tables_have_one_row_per_neuron_on_ballista() {
 /// cluster (Ballista's standalone executors left theirs in the system's temp folder).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shuffle_files_go_with_the_cluster() {
-    let dir = tempfile::tempdir().unwrap();
-    write_lake(
-        dir.path(),
-        &LakeSpec {
-            rows: 2000,
-            ..spec()
-        },
-    )
-    .unwrap();
+    let dir = small_lake();
     let cluster = two_executors().await;
     let work_dir = cluster.work_dir().to_owned();
     let ctx = open_run(
