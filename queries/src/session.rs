@@ -136,12 +136,10 @@ fn neuron_order() -> Vec<Vec<datafusion::logical_expr::SortExpr>> {
 
 /// Registers the Hive-partitioned activation folder with [`neuron_order`] declared.
 async fn register_in_neuron_order(ctx: &SessionContext, table: &str, path: &Path) -> Result<()> {
-    let url = table_url(path)?;
     let options = ParquetReadOptions::default()
         .table_partition_cols(partition_columns())
         .file_sort_order(neuron_order());
-    ctx.register_parquet(table, url.as_str(), options).await?;
-    Ok(())
+    register_with(ctx, table, path, options).await
 }
 
 /// Registers one Parquet file or Hive-partitioned folder, by absolute path: on a cluster the
@@ -152,11 +150,21 @@ pub async fn register(
     path: &Path,
     partitioned: bool,
 ) -> Result<()> {
-    let url = table_url(path)?;
     let mut options = ParquetReadOptions::default();
     if partitioned {
         options = options.table_partition_cols(partition_columns());
     }
+    register_with(ctx, table, path, options).await
+}
+
+/// Registers `path` by its `file://` URL with the read options given.
+async fn register_with(
+    ctx: &SessionContext,
+    table: &str,
+    path: &Path,
+    options: ParquetReadOptions<'_>,
+) -> Result<()> {
+    let url = table_url(path)?;
     ctx.register_parquet(table, url.as_str(), options).await?;
     Ok(())
 }
