@@ -703,3 +703,207 @@ async fn declared_neuron_order_holds_with_more_partitions_than_the_lake() {
         plans[0]
     );
 }
+
+/// One `semantic_entropy` row, as `formation` reads it.
+struct Checkpoint {
+    model: &'static str,
+    step: u32,
+    layer: u16,
+    neuron: u16,
+    entropy_norm: f64,
+    low_count: bool,
+    concept_id: u16,
+}
+
+/// `formation` by its definition, one neuron at a time: each model's last step is the largest
+/// it has rows at; a neuron with a row there forms at the earliest step from which every one
+/// of its rows is sharp (normalised entropy below `threshold`, enough observations) and has
+/// the concept of its row at the last step; never, if that row itself is not sharp.
+fn formation_by_definition(
+    rows: &[Checkpoint],
+    threshold: f64,
+) -> std::collections::BTreeMap<(String, u16, u16), Option<u32>> {
+    let mut last = std::collections::BTreeMap::<&str, u32>::new();
+    for r in rows {
+        let s = last.entry(r.model).or_default();
+        *s = (*s).max(r.step);
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for f in rows.iter().filter(|r| r.step == last[r.model]) {
+        let mut history: Vec<&Checkpoint> = rows
+            .iter()
+            .filter(|r| (r.model, r.layer, r.neuron) == (f.model, f.layer, f.neuron))
+            .collect();
+        history.sort_by_key(|r| std::cmp::Reverse(r.step));
+        let ok = |r: &Checkpoint| {
+            r.entropy_norm < threshold && !r.low_count && r.concept_id == f.concept_id
+        };
+        let formed = history.iter().take_while(|r| ok(r)).last().map(|r| r.step);
+        out.insert((f.model.to_owned(), f.layer, f.neuron), formed);
+    }
+    out
+}
+
+/// `formation` equals its definition on hand-picked histories (formed after a blurred, a
+/// low-count and an other-concept checkpoint; never formed; sharp throughout; absent at the
+/// last step; a gap in its checkpoints; two models with different last steps) and on 300
+/// generated ones.
+#[tokio::test]
+async fn formation_is_the_start_of_each_neurons_last_sharp_run() {
+    use arrow::array::{BooleanArray, Float64Array, StringArray, UInt16Array, UInt32Array};
+    let c = |model, step, neuron, entropy_norm, low_count, concept_id| Checkpoint {
+        model,
+        step,
+        layer: 0,
+        neuron,
+        entropy_norm,
+        low_count,
+        concept_id,
+    };
+    let mut rows = vec![
+        // Formed at 20: blurred at 10.
+        c("a", 0, 0, 0.2, false, 1),
+        c("a", 10, 0, 0.9, false, 1),
+        c("a", 20, 0, 0.3, false, 1),
+        c("a", 30, 0, 0.1, false, 1),
+        // Formed at 30: too few observations at 20.
+        c("a", 10, 1, 0.1, false, 2),
+        c("a", 20, 1, 0.1, true, 2),
+        c("a", 30, 1, 0.1, false, 2),
+        // Formed at 20: another concept at 10.
+        c("a", 10, 2, 0.1, false, 3),
+        c("a", 20, 2, 0.1, false, 4),
+        c("a", 30, 2, 0.1, false, 4),
+        // Never: blurred at the last step.
+        c("a", 20, 3, 0.1, false, 1),
+        c("a", 30, 3, 0.7, false, 1),
+        // Sharp throughout, with a gap at 10 and 20: formed at 0.
+        c("a", 0, 4, 0.4, false, 5),
+        c("a", 30, 4, 0.2, false, 5),
+        // Absent at the last step: no row.
+        c("a", 0, 5, 0.1, false, 1),
+        c("a", 20, 5, 0.1, false, 1),
+        // Model b ends at 20.
+        c("b", 10, 0, 0.1, false, 1),
+        c("b", 20, 0, 0.2, false, 1),
+    ];
+    let threshold = AnalysisParams::default().formation_entropy;
+    let hand: Vec<((String, u16, u16), Option<u32>)> = [
+        ("a", 0, Some(20)),
+        ("a", 1, Some(30)),
+        ("a", 2, Some(20)),
+        ("a", 3, None),
+        ("a", 4, Some(0)),
+        ("b", 0, Some(10)),
+    ]
+    .into_iter()
+    .map(|(m, n, s)| ((m.to_owned(), 0, n), s))
+    .collect();
+    assert_eq!(
+        formation_by_definition(&rows, threshold)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        hand,
+        "the reference implementation disagrees with the hand-worked cases"
+    );
+    // Generated histories: 300 neurons in two layers of model "g", random gaps, entropies,
+    // counts and concepts (a fixed xorshift, so the test is the same every run).
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for neuron in 0..300u16 {
+        for step in (0..8u32).map(|s| s * 100) {
+            if next(5) == 0 && step != 700 {
+                continue;
+            }
+            rows.push(Checkpoint {
+                model: "g",
+                step,
+                layer: neuron % 2,
+                neuron,
+                entropy_norm: next(100) as f64 / 100.0,
+                low_count: next(8) == 0,
+                concept_id: 1 + next(3) as u16,
+            });
+        }
+    }
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("model", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("step", arrow::datatypes::DataType::UInt32, false),
+        arrow::datatypes::Field::new("layer", arrow::datatypes::DataType::UInt16, false),
+        arrow::datatypes::Field::new("neuron", arrow::datatypes::DataType::UInt16, false),
+        arrow::datatypes::Field::new("entropy_norm", arrow::datatypes::DataType::Float64, true),
+        arrow::datatypes::Field::new("low_count", arrow::datatypes::DataType::Boolean, true),
+        arrow::datatypes::Field::new("top_concept_id", arrow::datatypes::DataType::UInt16, true),
+        arrow::datatypes::Field::new("top_concept", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.model))),
+            std::sync::Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.step))),
+            std::sync::Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.layer))),
+            std::sync::Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.neuron))),
+            std::sync::Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.entropy_norm),
+            )),
+            std::sync::Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.low_count)),
+            )),
+            std::sync::Arc::new(UInt16Array::from_iter_values(
+                rows.iter().map(|r| r.concept_id),
+            )),
+            std::sync::Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| format!("concept {}", r.concept_id)),
+            )),
+        ],
+    )
+    .unwrap();
+    // Split in three batches over two partitions, so the engine's joins and aggregations
+    // see each neuron's rows apart.
+    let third = batch.num_rows() / 3;
+    let parts = vec![
+        vec![
+            batch.slice(0, third),
+            batch.slice(2 * third, batch.num_rows() - 2 * third),
+        ],
+        vec![batch.slice(third, third)],
+    ];
+    let ctx = datafusion::prelude::SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new().with_target_partitions(2),
+    );
+    ctx.register_table(
+        "semantic_entropy",
+        std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, parts).unwrap()),
+    )
+    .unwrap();
+    let formation = queries::sql::DERIVED_TABLES
+        .iter()
+        .find(|t| t.name == "formation")
+        .unwrap();
+    let b = collect(&ctx, &AnalysisParams::default().render(formation.sql))
+        .await
+        .unwrap();
+    let models = column_str(&b, "model").unwrap();
+    let layers = required::<arrow::datatypes::UInt16Type>(&b, "layer").unwrap();
+    let neurons = required::<arrow::datatypes::UInt16Type>(&b, "neuron").unwrap();
+    let steps =
+        queries::tables::columns::optional::<arrow::datatypes::UInt32Type>(&b, "formation_step")
+            .unwrap();
+    let got: std::collections::BTreeMap<_, _> = (0..models.len())
+        .map(|i| ((models[i].clone(), layers[i], neurons[i]), steps[i]))
+        .collect();
+    assert_eq!(got.len(), models.len(), "one row per neuron");
+    let expected = formation_by_definition(&rows, threshold);
+    assert!(expected.len() > 300, "{} neurons", expected.len());
+    assert!(
+        expected.values().filter(|s| s.is_some()).count() > 30
+            && expected.values().filter(|s| s.is_none()).count() > 30,
+        "the generated histories have both formed and unformed neurons"
+    );
+    assert_eq!(got, expected);
+}
