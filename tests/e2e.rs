@@ -146,7 +146,15 @@ fn run_all_produces_every_table_and_a_second_run_does_no_work() {
             &url,
         ],
     );
+    let shuffle_files = cluster.work_dir.clone();
+    assert!(shuffle_files.is_dir(), "{}", shuffle_files.display());
     drop(cluster);
+    // Stopped as `kill` stops it, the cluster takes its executors' files with it.
+    assert!(
+        !shuffle_files.exists(),
+        "{} is left",
+        shuffle_files.display()
+    );
     assert!(distributed.status.success(), "{}", stderr(&distributed));
     assert_eq!(
         String::from_utf8_lossy(&local.stdout),
@@ -308,6 +316,8 @@ fn headless(browser: &Path, profile: &Path) -> Command {
         "--virtual-time-budget=3000",
     ]);
     cmd.arg(format!("--user-data-dir={}", profile.display()));
+    // Chromium's singleton socket folder goes with the profile, not into /tmp.
+    cmd.env("TMPDIR", profile);
     cmd
 }
 

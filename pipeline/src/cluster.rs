@@ -20,17 +20,28 @@ pub fn start(ctx: &Ctx, executors: Option<usize>, port: Option<u16>) -> Result<(
         let url = cluster.url();
         let banner = format!(
             "Ballista scheduler at {url} with {} executor(s) of {} task slot(s), on loopback only.\n\
+             Shuffle files in {} (removed when the cluster stops).\n\
              From another terminal, in this directory:\n\
              \x20 pipeline analyze --engine ballista --scheduler {url}\n\
              \x20 pipeline sql --engine ballista --scheduler {url} \"SELECT COUNT(*) FROM activations\"\n\
              Other machines cannot reach a loopback cluster: for several machines run the stock \
              ballista-scheduler and ballista-executor binaries (see the README's Ballista section).\n\
              Stop with Ctrl-C.\n",
-            cluster.executors, options.task_slots
+            cluster.executors,
+            options.task_slots,
+            cluster.work_dir().display()
         );
         // A reader that went away (a closed pipe) must not stop the cluster.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
-        tokio::signal::ctrl_c().await?;
+        // Ctrl-C or `kill` (SIGTERM) ends the block, so `cluster` is dropped and the
+        // executors' shuffle files go with it.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            stopped = tokio::signal::ctrl_c() => stopped?,
+            _ = terminate.recv() => {}
+        }
+        drop(cluster);
         Ok::<_, anyhow::Error>(())
     })
 }

@@ -59,6 +59,8 @@ impl Browser {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            // Chromium's singleton socket folder goes with the profile, not into /tmp.
+            .env("TMPDIR", profile)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

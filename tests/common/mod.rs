@@ -290,12 +290,15 @@ pub fn sql_rows(run_dir: &Path, query: &str, sets: &[&str]) -> Vec<String> {
 }
 
 /// A local Ballista cluster (`pipeline cluster start`, two executors) on a free port, and its
-/// `df://` URL; killed when dropped.
+/// `df://` URL; stopped when dropped, as `kill` stops it (SIGTERM, so it removes its executors'
+/// folder), and killed outright if it has not stopped within ten seconds.
 pub struct Cluster {
     child: std::process::Child,
     /// The reading end stays open while the cluster runs: it prints more after its banner.
     _banner: std::io::BufReader<std::process::ChildStdout>,
     pub url: String,
+    /// The executors' shuffle files, as the banner names it.
+    pub work_dir: std::path::PathBuf,
 }
 
 impl Cluster {
@@ -317,19 +320,36 @@ impl Cluster {
             .spawn()
             .expect("the pipeline binary runs");
         let mut banner = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
+        let (mut first, mut second) = (String::new(), String::new());
         banner.read_line(&mut first).unwrap();
         assert!(first.contains(&url), "{first}");
+        banner.read_line(&mut second).unwrap();
+        let work_dir = second
+            .strip_prefix("Shuffle files in ")
+            .and_then(|rest| rest.split(" (removed").next())
+            .unwrap_or_else(|| panic!("no shuffle folder in {second:?}"))
+            .into();
         Self {
             child,
             _banner: banner,
             url,
+            work_dir,
         }
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
