@@ -23,6 +23,8 @@ pub struct Options {
     pub compare_duckdb: bool,
     /// The configured run's lake instead of a generated one (`analyze`).
     pub on_run: bool,
+    /// Runs of each engine, alternating; each table's median time is reported (`analyze`).
+    pub repeat: usize,
 }
 
 /// Runs a benchmark.
@@ -459,11 +461,32 @@ fn bench_analyze(
             Ok::<_, anyhow::Error>((n_rows, outputs))
         })
     };
-    let (n_rows, local) = analyse(Engine::DataFusion)?;
+    // Each repetition starts from no derived tables, as `analyze` on a fresh run does; the
+    // engines alternate, so a slow spell of the machine falls on both.
+    let (mut df_runs, mut duckdb_runs, mut n_rows) = (Vec::new(), Vec::new(), 0.0);
+    let mut duckdb_version = String::new();
+    for _ in 0..o.repeat.max(1) {
+        let analyze_dir = queries::layout::RunLayout::new(run).stage_dir("analyze");
+        if analyze_dir.exists() {
+            std::fs::remove_dir_all(&analyze_dir)?;
+        }
+        let (rows, outputs) = analyse(Engine::DataFusion)?;
+        n_rows = rows;
+        df_runs.push(outputs);
+        if o.compare_duckdb {
+            let (version, tables) = duckdb_times(run, &params, memory_limit)?;
+            duckdb_version = version;
+            duckdb_runs.push(tables);
+        }
+    }
+    let local = median_outputs(&df_runs)?;
+    if df_runs.len() > 1 {
+        println!("  median of {} runs of each engine", df_runs.len());
+    }
     println!("  DataFusion in this process:");
     for t in &local {
         println!(
-            "  {:<17} {:>9} rows out  {:>7.1} s  {:>12.0} input rows/s",
+            "  {:<17} {:>9} rows out  {:>8.3} s  {:>12.0} input rows/s",
             t.name,
             t.rows,
             t.seconds,
@@ -471,9 +494,9 @@ fn bench_analyze(
         );
     }
     let local_total: f64 = local.iter().map(|o| o.seconds).sum();
-    println!("  {:<17} {:>9}           {local_total:>7.1} s", "all", "");
+    println!("  {:<17} {:>9}           {local_total:>8.3} s", "all", "");
     if o.compare_duckdb {
-        compare_duckdb(run, &params, memory_limit, &local)?;
+        print_comparison(&local, &median_outputs(&duckdb_runs)?, &duckdb_version)?;
     }
     if ctx.cfg.engine.kind == queries::engine::EngineKind::Ballista {
         bench_ballista(&rt, &analyse, &local, local_total)?;
@@ -541,14 +564,50 @@ fn generate_lake(
     Ok(())
 }
 
+/// Each table's median time over `runs` (rows from the first run; every run must agree).
+fn median_outputs(
+    runs: &[Vec<queries::analysis::DerivedOutput>],
+) -> Result<Vec<queries::analysis::DerivedOutput>> {
+    let first = runs.first().ok_or_else(|| anyhow::anyhow!("no run"))?;
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, table)| {
+            let mut seconds = Vec::with_capacity(runs.len());
+            for run in runs {
+                let t = &run[i];
+                anyhow::ensure!(
+                    t.name == table.name && t.rows == table.rows,
+                    "{} has {} rows in one run and {} in another",
+                    table.name,
+                    table.rows,
+                    t.rows
+                );
+                seconds.push(t.seconds);
+            }
+            seconds.sort_by(f64::total_cmp);
+            let mid = seconds.len() / 2;
+            let median = if seconds.len() % 2 == 1 {
+                seconds[mid]
+            } else {
+                (seconds[mid - 1] + seconds[mid]) / 2.0
+            };
+            Ok(queries::analysis::DerivedOutput {
+                seconds: median,
+                ..table.clone()
+            })
+        })
+        .collect()
+}
+
 /// Every derived table computed by DuckDB (`bench/duckdb_analyze.py`) over the files of `run`,
-/// with as many threads and as much memory, and its time beside DataFusion's.
-fn compare_duckdb(
+/// with as many threads and as much memory: its version, and per table (in the order of
+/// `DERIVED_TABLES`) rows and seconds.
+fn duckdb_times(
     run: &std::path::Path,
     params: &queries::sql::AnalysisParams,
     memory_limit: usize,
-    local: &[queries::analysis::DerivedOutput],
-) -> Result<()> {
+) -> Result<(String, Vec<queries::analysis::DerivedOutput>)> {
     let out = tempfile::tempdir()?;
     let layout = queries::layout::RunLayout::new(run);
     let activations = layout.activations_dir();
@@ -599,10 +658,27 @@ fn compare_duckdb(
         String::from_utf8_lossy(&result.stderr)
     );
     let answer: serde_json::Value = serde_json::from_slice(&result.stdout)?;
-    println!(
-        "  DuckDB {} over the same files, same threads and memory limit:",
-        answer["duckdb"].as_str().unwrap_or("?")
-    );
+    let tables = queries::sql::DERIVED_TABLES
+        .iter()
+        .map(|t| {
+            let d = &answer["tables"][t.name];
+            queries::analysis::DerivedOutput {
+                name: t.name,
+                rows: d["rows"].as_u64().unwrap_or(0) as usize,
+                seconds: d["seconds"].as_f64().unwrap_or(f64::NAN),
+            }
+        })
+        .collect();
+    Ok((answer["duckdb"].as_str().unwrap_or("?").to_owned(), tables))
+}
+
+/// DataFusion's time beside DuckDB's, table by table, with the ratios' median and maximum.
+fn print_comparison(
+    local: &[queries::analysis::DerivedOutput],
+    duckdb: &[queries::analysis::DerivedOutput],
+    version: &str,
+) -> Result<()> {
+    println!("  DuckDB {version} over the same files, same threads and memory limit:");
     println!(
         "  {:<17} {:>9} {:>9} {:>10} {:>10} {:>7}",
         "table", "rows", "rows DDB", "DataFusion", "DuckDB", "ratio"
@@ -611,31 +687,23 @@ fn compare_duckdb(
     // one small file), not its scans and aggregations: their ratio is reported apart.
     const SUBSTANTIVE_SECONDS: f64 = 0.1;
     let (mut ratios, mut substantive, mut differ) = (Vec::new(), Vec::new(), Vec::new());
-    for o in local {
-        let d = &answer["tables"][o.name];
-        let (seconds, rows) = (
-            d["seconds"].as_f64().unwrap_or(f64::NAN),
-            d["rows"].as_u64().unwrap_or(0),
-        );
-        let ratio = o.seconds / seconds;
+    for (o, d) in local.iter().zip(duckdb) {
+        let ratio = o.seconds / d.seconds;
         ratios.push(ratio);
-        if rows != o.rows as u64 {
-            differ.push(format!("{} ({} rows against {rows})", o.name, o.rows));
+        if d.rows != o.rows {
+            differ.push(format!("{} ({} rows against {})", o.name, o.rows, d.rows));
         }
-        if o.seconds.max(seconds) >= SUBSTANTIVE_SECONDS {
+        if o.seconds.max(d.seconds) >= SUBSTANTIVE_SECONDS {
             substantive.push(ratio);
         }
         println!(
             "  {:<17} {:>9} {:>9} {:>9.3}s {:>9.3}s {:>6.2}×",
-            o.name, o.rows, rows, o.seconds, seconds, ratio
+            o.name, o.rows, d.rows, o.seconds, d.seconds, ratio
         );
     }
     ratios.sort_by(f64::total_cmp);
     let total_df: f64 = local.iter().map(|o| o.seconds).sum();
-    let total_ddb: f64 = local
-        .iter()
-        .map(|o| answer["tables"][o.name]["seconds"].as_f64().unwrap_or(0.0))
-        .sum();
+    let total_ddb: f64 = duckdb.iter().map(|o| o.seconds).sum();
     println!(
         "  all: DataFusion {total_df:.1} s, DuckDB {total_ddb:.1} s ({:.2}×); ratio median {:.2}×, max {:.2}×",
         total_df / total_ddb,
@@ -720,4 +788,42 @@ fn bench_ballista(
     _: f64,
 ) -> Result<()> {
     Err(queries::Error::EngineNotBuilt.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_outputs;
+    use queries::analysis::DerivedOutput;
+
+    fn run(seconds: [f64; 2]) -> Vec<DerivedOutput> {
+        vec![
+            DerivedOutput {
+                name: "a",
+                rows: 3,
+                seconds: seconds[0],
+            },
+            DerivedOutput {
+                name: "b",
+                rows: 5,
+                seconds: seconds[1],
+            },
+        ]
+    }
+
+    #[test]
+    fn each_tables_median_over_runs() {
+        let odd = median_outputs(&[run([3.0, 0.1]), run([1.0, 0.3]), run([2.0, 0.2])]).unwrap();
+        assert_eq!((odd[0].seconds, odd[1].seconds), (2.0, 0.2));
+        assert_eq!((odd[0].rows, odd[1].rows), (3, 5));
+        let even = median_outputs(&[run([4.0, 1.0]), run([1.0, 2.0])]).unwrap();
+        assert_eq!((even[0].seconds, even[1].seconds), (2.5, 1.5));
+    }
+
+    #[test]
+    fn runs_that_disagree_on_rows_are_an_error() {
+        let mut other = run([1.0, 1.0]);
+        other[1].rows = 6;
+        let e = median_outputs(&[run([1.0, 1.0]), other]).unwrap_err();
+        assert!(e.to_string().contains("b has 5 rows"), "{e}");
+    }
 }

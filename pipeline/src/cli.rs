@@ -118,6 +118,10 @@ pub enum Command {
         /// (read only; the derived tables go to a temporary folder).
         #[arg(long)]
         on_run: bool,
+        /// `bench analyze`: run each engine this many times, alternating, and report each
+        /// table's median time: tables that take milliseconds swing by a third between runs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+        repeat: u32,
         /// Size of the generated corpus, in MiB (`bench prepare`; it needs this much free disk
         /// in the temporary folder).
         #[arg(long, default_value_t = 5120)]

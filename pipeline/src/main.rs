@@ -106,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
             corpus_mib,
             compare,
             on_run,
+            repeat,
             lake,
         } => bench::run(
             &ctx,
@@ -116,6 +117,7 @@ fn run(cli: Cli) -> Result<()> {
                 corpus_bytes: corpus_mib << 20,
                 compare_duckdb: compare.is_some(),
                 on_run,
+                repeat: repeat as usize,
             },
             &lake,
         ),
