@@ -19,6 +19,15 @@ fn column_f64(batches: &[RecordBatch], name: &str) -> queries::Result<Vec<f64>> 
     required::<Float64Type>(batches, name)
 }
 
+/// The SQL of the derived table `name`, placeholders unfilled.
+fn derived_sql(name: &str) -> &'static str {
+    queries::sql::DERIVED_TABLES
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no derived table {name}"))
+        .sql
+}
+
 /// A result column as text (no nulls expected).
 fn column_str(batches: &[RecordBatch], name: &str) -> queries::Result<Vec<String>> {
     text(batches, name)
@@ -488,13 +497,9 @@ async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
         ..Default::default()
     };
     let ctx = open_run(ours.path(), &options).await.unwrap();
-    let token_entropy = queries::sql::DERIVED_TABLES
-        .iter()
-        .find(|t| t.name == "token_entropy")
-        .unwrap();
     let plan = collect(
         &ctx,
-        &format!("EXPLAIN {}", params.render(token_entropy.sql)),
+        &format!("EXPLAIN {}", params.render(derived_sql("token_entropy"))),
     )
     .await
     .unwrap();
@@ -509,7 +514,7 @@ async fn partition_wise_aggregation_gives_the_tables_of_the_default_plans() {
     let ctx = default_session(plain.path()).await;
     let plan = collect(
         &ctx,
-        &format!("EXPLAIN {}", params.render(token_entropy.sql)),
+        &format!("EXPLAIN {}", params.render(derived_sql("token_entropy"))),
     )
     .await
     .unwrap();
@@ -619,11 +624,7 @@ async fn assert_streamed_rows_equal_hashed(
     let plain = default_session(run).await;
     let mut plans = Vec::new();
     for name in ["token_entropy", "neuron_stats"] {
-        let table = queries::sql::DERIVED_TABLES
-            .iter()
-            .find(|t| t.name == name)
-            .unwrap();
-        let sql = params.render(table.sql);
+        let sql = params.render(derived_sql(name));
         let plan = collect(&ordered, &format!("EXPLAIN {sql}")).await.unwrap();
         let plan = text(&plan, "plan").unwrap().join("\n");
         if let Some(streams) = streams {
@@ -881,13 +882,12 @@ async fn formation_is_the_start_of_each_neurons_last_sharp_run() {
         std::sync::Arc::new(datafusion::datasource::MemTable::try_new(schema, parts).unwrap()),
     )
     .unwrap();
-    let formation = queries::sql::DERIVED_TABLES
-        .iter()
-        .find(|t| t.name == "formation")
-        .unwrap();
-    let b = collect(&ctx, &AnalysisParams::default().render(formation.sql))
-        .await
-        .unwrap();
+    let b = collect(
+        &ctx,
+        &AnalysisParams::default().render(derived_sql("formation")),
+    )
+    .await
+    .unwrap();
     let models = column_str(&b, "model").unwrap();
     let layers = required::<arrow::datatypes::UInt16Type>(&b, "layer").unwrap();
     let neurons = required::<arrow::datatypes::UInt16Type>(&b, "neuron").unwrap();
