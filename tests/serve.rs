@@ -533,6 +533,24 @@ fn a_partial_run_is_served_with_notices() {
             .contains("pipeline analyze"),
         "{r}"
     );
+    let count = "SELECT COUNT(*) AS n FROM token_entropy";
+    server.refused(&format!("/api/sql?q={}", enc(count)), 400, "token_entropy");
+    // `analyze` run while the server is up: its tables are served without a restart, and
+    // the notices go.
+    let out = pipeline(
+        tmp.path(),
+        &fixture(),
+        &["analyze", "--set", "sae.enabled=false"],
+    );
+    assert!(out.status.success(), "analyze: {}", stderr(&out));
+    let o = server.json("/api/overview");
+    assert_eq!(o["notices"], serde_json::json!([]), "{o}");
+    let r = server.json("/api/search?q=3&model=topk");
+    assert_eq!(r["notices"], serde_json::json!([]), "{r}");
+    assert!(!r["rows"].as_array().unwrap().is_empty(), "{r}");
+    let served = server.json(&format!("/api/sql?q={}", enc(count)));
+    let expected = sql_rows(tmp.path(), count, &["sae.enabled=false"]);
+    assert_eq!(served["rows"][0][0].to_string(), expected[0], "{served}");
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let state = AppState::open(ctx, Duration::from_secs(120)).await?;
-        let ex = &state.explorer;
+        let view = state.view().await.map_err(|e| anyhow::anyhow!(e.message))?;
+        let ex = &view.explorer;
         if ex.models.is_empty() {
             bail!("the run has no recorded activations; run `pipeline run all` first");
         }
@@ -95,8 +96,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
                 concept: None,
             };
             let t = Instant::now();
-            state
-                .playground
+            view.playground
                 .steer(ex, p)
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;

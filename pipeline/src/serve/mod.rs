@@ -22,6 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use queries::session::{SessionOptions, open_run};
 
+use crate::manifest::{Manifest, StageStatus};
 use crate::stages::Ctx;
 use crate::stages::analyze::{MEMORY_LIMIT, runtime};
 
@@ -40,8 +41,28 @@ pub struct ServeArgs {
     pub timeout_s: u64,
 }
 
-/// Both halves of the explorer, shared by every request.
+/// The explorer and the playground over the run as it is now, shared by every request.
+///
+/// A stage run while the server is up (in another terminal) rewrites tables and checkpoints,
+/// and DataFusion's session keeps the file lists and table set it saw when it opened. Every
+/// stage marks itself in the manifest when it starts and when it finishes, so each request
+/// compares the manifest with the one the session was opened on and reopens both halves when
+/// it changed: tables written after the server started appear, replaced ones are read anew.
 pub struct AppState {
+    ctx: Ctx,
+    timeout: Duration,
+    current: tokio::sync::Mutex<Opened>,
+}
+
+/// What one opening of the run saw.
+struct Opened {
+    /// The manifest's bytes when it was opened (`None`: no manifest yet).
+    manifest: Option<Vec<u8>>,
+    view: Arc<RunView>,
+}
+
+/// Both halves of the explorer over one state of the run.
+pub struct RunView {
     pub explorer: explorer::Explorer,
     pub playground: playground::Playground,
 }
@@ -49,6 +70,37 @@ pub struct AppState {
 impl AppState {
     /// The explorer over the run of `ctx`.
     pub async fn open(ctx: &Ctx, timeout: Duration) -> Result<Self> {
+        let manifest = manifest_bytes(ctx);
+        let view = Arc::new(RunView::open(ctx, timeout).await?);
+        Ok(Self {
+            ctx: ctx.clone(),
+            timeout,
+            current: tokio::sync::Mutex::new(Opened { manifest, view }),
+        })
+    }
+
+    /// The run as it is now: the last opening, or a new one if a stage has started or
+    /// finished since (one request reopens; the others wait for it).
+    pub async fn view(&self) -> Result<Arc<RunView>, ApiError> {
+        let mut opened = self.current.lock().await;
+        // Read before opening: a stage that changes the manifest meanwhile makes the next
+        // request open again.
+        let manifest = manifest_bytes(&self.ctx);
+        if manifest != opened.manifest {
+            let view = RunView::open(&self.ctx, self.timeout)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("cannot reopen the run: {e:#}")))?;
+            *opened = Opened {
+                manifest,
+                view: Arc::new(view),
+            };
+        }
+        Ok(opened.view.clone())
+    }
+}
+
+impl RunView {
+    async fn open(ctx: &Ctx, timeout: Duration) -> Result<Self> {
         let root = ctx.layout.root();
         if !root.is_dir() {
             bail!(
@@ -65,11 +117,34 @@ impl AppState {
             },
         )
         .await?;
+        let mut explorer = explorer::Explorer::open(session, root.to_owned(), timeout).await?;
+        if let Ok(manifest) = Manifest::load(&ctx.layout) {
+            explorer.notices.extend(running_stages(&manifest));
+        }
         Ok(Self {
-            explorer: explorer::Explorer::open(session, root.to_owned(), timeout).await?,
+            explorer,
             playground: playground::Playground::new(ctx.clone()),
         })
     }
+}
+
+fn manifest_bytes(ctx: &Ctx) -> Option<Vec<u8>> {
+    std::fs::read(ctx.layout.manifest()).ok()
+}
+
+/// A notice for each stage the manifest marks as running: its tables may change under the
+/// page (the explorer reopens when the stage finishes).
+fn running_stages(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .stages
+        .iter()
+        .filter(|(_, rec)| rec.status == StageStatus::Running)
+        .map(|(stage, _)| {
+            format!(
+                "`{stage}` is running on this run (or was interrupted): its tables may change; pages show the new ones once it finishes"
+            )
+        })
+        .collect()
 }
 
 /// Runs `pipeline serve` until Ctrl-C.
@@ -77,7 +152,8 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let state = Arc::new(AppState::open(ctx, Duration::from_secs(args.timeout_s)).await?);
-        for notice in &state.explorer.notices {
+        let view = state.view().await.map_err(|e| anyhow::anyhow!(e.message))?;
+        for notice in &view.explorer.notices {
             eprintln!("note: {notice}");
         }
         if !args.host.is_loopback() {
@@ -147,5 +223,34 @@ impl IntoResponse for ApiError {
             axum::Json(serde_json::json!({ "error": self.message })),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::StageRecord;
+
+    #[test]
+    fn a_notice_names_each_stage_the_manifest_marks_running() {
+        let mut manifest = Manifest::default();
+        assert!(running_stages(&manifest).is_empty());
+        for (stage, status) in [
+            ("record", StageStatus::Done),
+            ("analyze", StageStatus::Running),
+            ("train", StageStatus::Done),
+        ] {
+            let rec = StageRecord {
+                status,
+                ..Default::default()
+            };
+            manifest.stages.insert(stage.to_owned(), rec);
+        }
+        let notices = running_stages(&manifest);
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(
+            notices[0].starts_with("`analyze` is running"),
+            "{notices:?}"
+        );
     }
 }

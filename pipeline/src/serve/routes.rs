@@ -101,29 +101,32 @@ fn short(what: &str, text: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn overview(State(s): Shared) -> Json<Value> {
-    Json(s.explorer.overview())
+async fn overview(State(s): Shared) -> Answer {
+    Ok(Json(s.view().await?.explorer.overview()))
 }
 
 async fn search(State(s): Shared, p: Params<SearchParams>) -> Answer {
     let p = params(p)?;
     short("q", &p.q)?;
-    s.explorer.search(&p).await.map(Json)
+    s.view().await?.explorer.search(&p).await.map(Json)
 }
 
 async fn neuron(State(s): Shared, p: Params<NeuronParams>) -> Answer {
-    s.explorer.neuron_page(&params(p)?).await.map(Json)
+    let p = params(p)?;
+    s.view().await?.explorer.neuron_page(&p).await.map(Json)
 }
 
 async fn compare(State(s): Shared, p: Params<CompareParams>) -> Answer {
-    s.explorer.compare(&params(p)?).await.map(Json)
+    let p = params(p)?;
+    s.view().await?.explorer.compare(&p).await.map(Json)
 }
 
 async fn steer(State(s): Shared, p: Params<SteerParams>) -> Answer {
     let p = params(p)?;
     short("prompt", p.prompt.as_deref().unwrap_or(""))?;
-    let timeout = s.explorer.timeout;
-    tokio::time::timeout(timeout, s.playground.steer(&s.explorer, p))
+    let v = s.view().await?;
+    let timeout = v.explorer.timeout;
+    tokio::time::timeout(timeout, v.playground.steer(&v.explorer, p))
         .await
         .map_err(|_| {
             ApiError::unavailable(format!(
@@ -137,14 +140,14 @@ async fn steer(State(s): Shared, p: Params<SteerParams>) -> Answer {
 async fn sql(State(s): Shared, p: Params<SqlParams>) -> Answer {
     let p = params(p)?;
     short("q", &p.q)?;
-    s.explorer.sql(&p).await.map(Json)
+    s.view().await?.explorer.sql(&p).await.map(Json)
 }
 
 /// The whole result of a query as a CSV download.
 async fn sql_csv(State(s): Shared, p: Params<SqlParams>) -> Result<Response, ApiError> {
     let p = params(p)?;
     short("q", &p.q)?;
-    let batches = s.explorer.sql_batches(&p.q).await?;
+    let batches = s.view().await?.explorer.sql_batches(&p.q).await?;
     let csv = crate::sql::to_csv(&batches, true).map_err(ApiError::internal)?;
     Ok((
         [
