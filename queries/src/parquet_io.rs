@@ -16,8 +16,8 @@ use crate::{Error, Result};
 
 /// Rows per row group: Parquet's default. A per-neuron filter still reads little of a file,
 /// through the page index (pages of 20,000 rows) rather than row groups; whole-lake scans pay
-/// less per row group than at the earlier 64 Ki rows (with the dictionary limit below: the
-/// derived tables 5% faster on the default lake and 10% on the generated 100 M-row lake, the
+/// less per row group than at the earlier 64 Ki rows (with the dictionary limit below, all
+/// derived tables 7% faster on the default lake and on the generated 100 M-row lake, the
 /// explorer's neuron page as fast; `pipeline bench analyze`, `pipeline bench serve`).
 pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
 
