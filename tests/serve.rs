@@ -535,6 +535,23 @@ fn a_partial_run_is_served_with_notices() {
     );
     let count = "SELECT COUNT(*) AS n FROM token_entropy";
     server.refused(&format!("/api/sql?q={}", enc(count)), 400, "token_entropy");
+    // What the server sees while `analyze` runs: the manifest marks it running and its tables
+    // are not there yet. The notices say it is running, not that it should be run.
+    let manifest_path = tmp.path().join("e2e/manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["stages"]["analyze"] = serde_json::json!({
+        "status": "running", "fingerprint": "", "inputs": {}, "outputs": [],
+        "seconds": 0.0, "finished_at": 0,
+    });
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let o = server.json("/api/overview");
+    let notes = o["notices"].to_string();
+    assert!(notes.contains("`analyze` is running"), "{notes}");
+    assert!(!notes.contains("run `pipeline analyze`"), "{notes}");
+    let r = server.json("/api/search?q=3&model=topk");
+    let notes = r["notices"].to_string();
+    assert!(notes.contains("`analyze` is running"), "{notes}");
     // `analyze` run while the server is up: its tables are served without a restart, and
     // the notices go.
     let out = pipeline(

@@ -42,8 +42,10 @@ pub struct Explorer {
     pub run_dir: std::path::PathBuf,
     /// Longest a query may run.
     pub timeout: Duration,
-    /// Notices about the run as a whole (missing tables).
+    /// Notices about the run as a whole (missing tables, stages running).
     pub notices: Vec<String>,
+    /// Stages the manifest marks as running: a table they make may be missing for a while.
+    pub running: Vec<String>,
 }
 
 /// `/api/search` parameters.
@@ -99,8 +101,16 @@ impl Explorer {
         session: SessionContext,
         run_dir: std::path::PathBuf,
         timeout: Duration,
+        running: Vec<String>,
     ) -> anyhow::Result<Self> {
-        let mut notices = Vec::new();
+        let mut notices: Vec<String> = running
+            .iter()
+            .map(|stage| {
+                format!(
+                    "`{stage}` is running on this run (or was interrupted): its tables may change; pages show the new ones once it finishes"
+                )
+            })
+            .collect();
         let mut models: Vec<ModelInfo> = Vec::new();
         match rows_of(&session, q::OVERVIEW).await {
             Ok(rows) => {
@@ -125,12 +135,16 @@ impl Explorer {
                     m.layers[layer] = m.layers[layer].max(n);
                 }
             }
+            Err(_) if running.iter().any(|s| s == "record") => {}
             Err(_) => notices.push(
                 "no recorded activations yet: run `pipeline run all` (or `pipeline record`)"
                     .to_owned(),
             ),
         }
-        if !models.is_empty() && !session.table_exist("neuron_stats").unwrap_or(false) {
+        if !models.is_empty()
+            && !running.iter().any(|s| s == "analyze")
+            && !session.table_exist("neuron_stats").unwrap_or(false)
+        {
             notices.push(
                 "the derived tables are missing: run `pipeline analyze` for entropies, lineage and search by concept"
                     .to_owned(),
@@ -147,6 +161,7 @@ impl Explorer {
             run_dir,
             timeout,
             notices,
+            running,
         })
     }
 
@@ -481,7 +496,7 @@ impl Explorer {
         tokio::time::timeout(self.timeout, rows_of(&self.session, sql))
             .await
             .map_err(|_| self.too_slow())?
-            .map_err(|e| ApiError::unavailable(missing_table_notice(&e.to_string())))
+            .map_err(|e| ApiError::unavailable(missing_table_notice(&e.to_string(), &self.running)))
     }
 
     fn too_slow(&self) -> ApiError {
@@ -497,8 +512,9 @@ async fn rows_of(session: &SessionContext, sql: &str) -> anyhow::Result<Vec<Row>
     json_rows(&batches)
 }
 
-/// "table 'x' not found" becomes a line that says which stage makes it.
-fn missing_table_notice(error: &str) -> String {
+/// "table 'x' not found" becomes a line that says which stage makes it, or that the stage is
+/// running (`running`: the stages the manifest marks so).
+fn missing_table_notice(error: &str, running: &[String]) -> String {
     let Some(table) = error
         .split("table '")
         .nth(1)
@@ -513,6 +529,11 @@ fn missing_table_notice(error: &str) -> String {
         "steering" => "steer",
         _ => "analyze",
     };
+    if running.iter().any(|s| s == stage) {
+        return format!(
+            "table `{table}` is being written: `{stage}` is running; this section appears when it finishes"
+        );
+    }
     format!("table `{table}` is missing: run `pipeline {stage}` to see this section")
 }
 
@@ -565,13 +586,20 @@ mod tests {
 
     #[test]
     fn a_missing_table_names_the_stage_that_makes_it() {
+        let lineage = "Error during planning: table 'datafusion.public.lineage' not found";
         assert_eq!(
-            missing_table_notice(
-                "Error during planning: table 'datafusion.public.lineage' not found"
-            ),
+            missing_table_notice(lineage, &[]),
             "table `lineage` is missing: run `pipeline analyze` to see this section"
         );
-        assert_eq!(missing_table_notice("Arrow error"), "Arrow error");
+        assert_eq!(
+            missing_table_notice(lineage, &["record".to_owned()]),
+            "table `lineage` is missing: run `pipeline analyze` to see this section"
+        );
+        assert_eq!(
+            missing_table_notice(lineage, &["analyze".to_owned()]),
+            "table `lineage` is being written: `analyze` is running; this section appears when it finishes"
+        );
+        assert_eq!(missing_table_notice("Arrow error", &[]), "Arrow error");
     }
 
     #[test]

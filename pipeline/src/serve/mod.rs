@@ -117,10 +117,10 @@ impl RunView {
             },
         )
         .await?;
-        let mut explorer = explorer::Explorer::open(session, root.to_owned(), timeout).await?;
-        if let Ok(manifest) = Manifest::load(&ctx.layout) {
-            explorer.notices.extend(running_stages(&manifest));
-        }
+        let running = Manifest::load(&ctx.layout)
+            .map(|m| running_stages(&m))
+            .unwrap_or_default();
+        let explorer = explorer::Explorer::open(session, root.to_owned(), timeout, running).await?;
         Ok(Self {
             explorer,
             playground: playground::Playground::new(ctx.clone()),
@@ -132,18 +132,14 @@ fn manifest_bytes(ctx: &Ctx) -> Option<Vec<u8>> {
     std::fs::read(ctx.layout.manifest()).ok()
 }
 
-/// A notice for each stage the manifest marks as running: its tables may change under the
-/// page (the explorer reopens when the stage finishes).
+/// The stages the manifest marks as running: their tables may change or be missing for a
+/// while (the explorer reopens when they finish).
 fn running_stages(manifest: &Manifest) -> Vec<String> {
     manifest
         .stages
         .iter()
         .filter(|(_, rec)| rec.status == StageStatus::Running)
-        .map(|(stage, _)| {
-            format!(
-                "`{stage}` is running on this run (or was interrupted): its tables may change; pages show the new ones once it finishes"
-            )
-        })
+        .map(|(stage, _)| stage.clone())
         .collect()
 }
 
@@ -232,7 +228,7 @@ mod tests {
     use crate::manifest::StageRecord;
 
     #[test]
-    fn a_notice_names_each_stage_the_manifest_marks_running() {
+    fn the_stages_the_manifest_marks_running_are_found() {
         let mut manifest = Manifest::default();
         assert!(running_stages(&manifest).is_empty());
         for (stage, status) in [
@@ -246,11 +242,6 @@ mod tests {
             };
             manifest.stages.insert(stage.to_owned(), rec);
         }
-        let notices = running_stages(&manifest);
-        assert_eq!(notices.len(), 1, "{notices:?}");
-        assert!(
-            notices[0].starts_with("`analyze` is running"),
-            "{notices:?}"
-        );
+        assert_eq!(running_stages(&manifest), vec!["analyze".to_owned()]);
     }
 }
