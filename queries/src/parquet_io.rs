@@ -230,6 +230,35 @@ mod tests {
             .collect()
     }
 
+    /// With row groups of a million rows, a neuron's rows are found by the page index: every
+    /// row group's `neuron` column has pages whose [min, max] cover a few neurons each, in order.
+    fn neuron_pages_are_indexed(path: &Path) {
+        use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
+        use parquet::file::page_index::column_index::ColumnIndexMetaData;
+        let metadata = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&File::open(path).unwrap())
+            .unwrap();
+        for group in metadata.column_index().expect("a page index") {
+            let ColumnIndexMetaData::INT32(neuron) = &group[1] else {
+                panic!("neuron pages without min/max: {:?}", group[1]);
+            };
+            let (min, max) = (neuron.min_values(), neuron.max_values());
+            assert!(min.len() >= 5, "{} pages", min.len());
+            for page in 0..min.len() {
+                assert!(
+                    max[page] - min[page] <= 5,
+                    "page {page}: {}..{}",
+                    min[page],
+                    max[page]
+                );
+                if page > 0 {
+                    assert!(min[page] >= max[page - 1], "pages out of order at {page}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn activation_values_keep_a_dictionary_only_while_it_is_small() {
         let dir = tempfile::tempdir().unwrap();
@@ -250,6 +279,9 @@ mod tests {
                     .unwrap();
             }
             file.finish().unwrap();
+            if levels == 100 {
+                neuron_pages_are_indexed(&path);
+            }
             let groups = value_pages(&path);
             assert_eq!(
                 groups.len(),
