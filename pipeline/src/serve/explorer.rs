@@ -135,14 +135,14 @@ impl Explorer {
                     m.layers[layer] = m.layers[layer].max(n);
                 }
             }
-            Err(_) if running.iter().any(|s| s == "record") => {}
+            Err(_) if is_running(&running, "record") => {}
             Err(_) => notices.push(
                 "no recorded activations yet: run `pipeline run all` (or `pipeline record`)"
                     .to_owned(),
             ),
         }
         if !models.is_empty()
-            && !running.iter().any(|s| s == "analyze")
+            && !is_running(&running, "analyze")
             && !session.table_exist("neuron_stats").unwrap_or(false)
         {
             notices.push(
@@ -512,6 +512,10 @@ async fn rows_of(session: &SessionContext, sql: &str) -> anyhow::Result<Vec<Row>
     json_rows(&batches)
 }
 
+fn is_running(running: &[String], stage: &str) -> bool {
+    running.iter().any(|s| s == stage)
+}
+
 /// "table 'x' not found" becomes a line that says which stage makes it, or that the stage is
 /// running (`running`: the stages the manifest marks so).
 fn missing_table_notice(error: &str, running: &[String]) -> String {
@@ -529,7 +533,7 @@ fn missing_table_notice(error: &str, running: &[String]) -> String {
         "steering" => "steer",
         _ => "analyze",
     };
-    if running.iter().any(|s| s == stage) {
+    if is_running(running, stage) {
         return format!(
             "table `{table}` is being written: `{stage}` is running; this section appears when it finishes"
         );

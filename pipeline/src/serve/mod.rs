@@ -71,7 +71,7 @@ impl AppState {
     /// The explorer over the run of `ctx`.
     pub async fn open(ctx: &Ctx, timeout: Duration) -> Result<Self> {
         let manifest = manifest_bytes(ctx);
-        let view = Arc::new(RunView::open(ctx, timeout).await?);
+        let view = Arc::new(RunView::open(ctx, timeout, manifest.as_deref()).await?);
         Ok(Self {
             ctx: ctx.clone(),
             timeout,
@@ -87,7 +87,7 @@ impl AppState {
         // request open again.
         let manifest = manifest_bytes(&self.ctx);
         if manifest != opened.manifest {
-            let view = RunView::open(&self.ctx, self.timeout)
+            let view = RunView::open(&self.ctx, self.timeout, manifest.as_deref())
                 .await
                 .map_err(|e| ApiError::unavailable(format!("cannot reopen the run: {e:#}")))?;
             *opened = Opened {
@@ -100,7 +100,8 @@ impl AppState {
 }
 
 impl RunView {
-    async fn open(ctx: &Ctx, timeout: Duration) -> Result<Self> {
+    /// The run as `manifest` (its bytes, read just before) describes it.
+    async fn open(ctx: &Ctx, timeout: Duration, manifest: Option<&[u8]>) -> Result<Self> {
         let root = ctx.layout.root();
         if !root.is_dir() {
             bail!(
@@ -117,7 +118,8 @@ impl RunView {
             },
         )
         .await?;
-        let running = Manifest::load(&ctx.layout)
+        let running = manifest
+            .and_then(|bytes| serde_json::from_slice::<Manifest>(bytes).ok())
             .map(|m| running_stages(&m))
             .unwrap_or_default();
         let explorer = explorer::Explorer::open(session, root.to_owned(), timeout, running).await?;
